@@ -1,0 +1,22 @@
+/*
+ * admin.h: the admin listener: GET /healthz, /readyz and /metrics (and the
+ * status page). Readiness is the AND of checks that other modules register.
+ * Main thread only.
+ */
+#ifndef PAYHOOK_ADMIN_H
+#define PAYHOOK_ADMIN_H
+
+struct event_base;
+struct admin;
+
+/* A readiness check: 1 ready, 0 not (with a short static reason). */
+typedef int (*admin_check_fn)(void *arg, const char **why);
+
+struct admin *admin_new(struct event_base *, const char *addr, char **cause);
+void	admin_free(struct admin *);
+/* Add a named readiness check (name is borrowed; static strings). */
+void	admin_add_check(struct admin *, const char *name, admin_check_fn,
+	    void *arg);
+const char *admin_address(const struct admin *);
+
+#endif

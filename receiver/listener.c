@@ -1,0 +1,462 @@
+/*
+ * listener.c: our own evconnlistener in front of evhttp, because libevent
+ * 2.1's evhttp has neither a connection cap nor a whole-request deadline.
+ * evhttp asks us for each connection's bufferevent; right after, we hook
+ * its close callback to learn when it is freed. (A filter bufferevent would
+ * also tell us, but 2.1's filter stalls evhttp's replies.) Main thread only;
+ * never touches a connection after its close callback ran.
+ */
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/xmalloc.h"
+#include "receiver/listener.h"
+
+struct listener_conn {
+	struct listener		*l;
+	struct bufferevent	*bev;		/* the one evhttp holds */
+	struct event		*deadline;
+	struct event		*init;
+};
+
+struct listener {
+	struct event_base	*base;
+	struct evhttp		*http;
+	struct evconnlistener	*evl;
+	SSL_CTX			*tls;
+	int			 max;
+	struct timeval		 timeout;
+	char			 address[300];
+
+	/* Open connections by bufferevent pointer (linear probing). */
+	struct listener_conn	**table;
+	size_t			 cap;		/* power of two, > 2 * max */
+	int			 active;
+	int			 paused;
+	int			 closed;
+	int			 bound;		/* evl handed to evhttp */
+
+	struct metric_counter	 m_accepted;
+	struct metric_counter	 m_timed_out;
+	struct metric_counter	 m_paused;
+	struct metric_counter	 m_accept_errors;
+	struct event		*backoff;
+};
+
+static size_t
+listener_slot(const struct listener *l, const void *bev)
+{
+	uintptr_t h = (uintptr_t)bev;
+
+	h ^= h >> 17;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return (size_t)(h >> 7) & (l->cap - 1);
+}
+
+static void
+listener_table_put(struct listener *l, struct listener_conn *c)
+{
+	size_t i = listener_slot(l, c->bev);
+
+	while (l->table[i] != NULL)
+		i = (i + 1) & (l->cap - 1);
+	l->table[i] = c;
+}
+
+static struct listener_conn *
+listener_table_get(const struct listener *l, const void *bev)
+{
+	size_t i = listener_slot(l, bev);
+
+	while (l->table[i] != NULL) {
+		if (l->table[i]->bev == bev)
+			return l->table[i];
+		i = (i + 1) & (l->cap - 1);
+	}
+	return NULL;
+}
+
+/* Remove with backward-shift deletion, so lookups need no tombstones. */
+static void
+listener_table_del(struct listener *l, const struct listener_conn *c)
+{
+	size_t i = listener_slot(l, c->bev), j, k;
+
+	while (l->table[i] != c) {
+		if (l->table[i] == NULL)
+			return;
+		i = (i + 1) & (l->cap - 1);
+	}
+	l->table[i] = NULL;
+	for (j = (i + 1) & (l->cap - 1); l->table[j] != NULL;
+	    j = (j + 1) & (l->cap - 1)) {
+		k = listener_slot(l, l->table[j]->bev);
+		/* Move j back to the hole i unless k lies cyclically in (i, j]. */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			l->table[i] = l->table[j];
+			l->table[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+static void
+listener_deadline_cb(evutil_socket_t unused, short what, void *arg)
+{
+	struct listener_conn *c = arg;
+	evutil_socket_t fd;
+
+	/* evhttp sees EOF/error and frees the connection the normal way. */
+	metric_inc(&c->l->m_timed_out);
+	if ((fd = bufferevent_getfd(c->bev)) >= 0) {
+		log_debug("connection_deadline", "fd=%d", (int)fd);
+		shutdown(fd, SHUT_RDWR);
+	}
+}
+
+/* evhttp is freeing the connection (its fd is still open): forget it. */
+static void
+listener_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct listener_conn *c = arg;
+	struct listener *l = c->l;
+
+	listener_table_del(l, c);
+	event_free(c->deadline);
+	event_free(c->init);
+	free(c);
+	l->active--;
+	if (l->paused && !l->closed && l->active < l->max) {
+		l->paused = 0;
+		evconnlistener_enable(l->evl);
+	}
+}
+
+/*
+ * Runs in the same loop pass as the accept, after evhttp has wrapped the
+ * bufferevent in its connection (the bufferevent's callback argument) and
+ * before any I/O on it: install the close callback and start the deadline.
+ */
+static void
+listener_init_cb(evutil_socket_t unused, short what, void *arg)
+{
+	struct listener_conn *c = arg;
+	void *evcon = NULL;
+
+	bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+	if (evcon == NULL)
+		abort();	/* evhttp did not adopt the bufferevent */
+	evhttp_connection_set_closecb(evcon, listener_close_cb, c);
+	evtimer_add(c->deadline, &c->l->timeout);
+}
+
+/* evhttp asks for each accepted connection's bufferevent: count it here. */
+static struct bufferevent *
+listener_bev_cb(struct event_base *base, void *arg)
+{
+	struct listener *l = arg;
+	struct listener_conn *c;
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (l->tls != NULL) {
+		if ((ssl = SSL_new(l->tls)) == NULL)
+			return NULL;
+		bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		if (bev == NULL)
+			return NULL;
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else if ((bev = bufferevent_socket_new(base, -1,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		return NULL;
+	c = xcalloc(1, sizeof *c);
+	c->l = l;
+	c->bev = bev;
+	if ((c->deadline = evtimer_new(base, listener_deadline_cb, c)) ==
+	    NULL || (c->init = event_new(base, -1, 0, listener_init_cb, c)) ==
+	    NULL)
+		abort();
+	event_active(c->init, EV_TIMEOUT, 0);
+	listener_table_put(l, c);
+	l->active++;
+	metric_inc(&l->m_accepted);
+	if (l->active >= l->max && !l->paused) {
+		l->paused = 1;
+		metric_inc(&l->m_paused);
+		evconnlistener_disable(l->evl);
+		log_warn("connections_at_cap", "listen=%s active=%d max=%d",
+		    l->address, l->active, l->max);
+	}
+	return bev;
+}
+
+static void
+listener_backoff_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	if (!l->closed && !l->paused)
+		evconnlistener_enable(l->evl);
+}
+
+static void
+listener_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct timeval tv = { 0, 100 * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: back off for a moment instead of spinning. */
+	metric_inc(&l->m_accept_errors);
+	log_error("accept_failed", "listen=%s error=\"%s\"", l->address,
+	    evutil_socket_error_to_string(err));
+	evconnlistener_disable(evl);
+	evtimer_add(l->backoff, &tv);
+}
+
+static int
+listener_bind(struct listener *l, const char *addr, char **cause)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	char host[256], ip[INET6_ADDRSTRLEN];
+	int port, len = (int)sizeof ss;
+
+	if (config_split_addr(addr, host, sizeof host, &port) != 0) {
+		*cause = xasprintf("bad address \"%s\"", addr);
+		return -1;
+	}
+	if (strcmp(host, "localhost") == 0)
+		xsnprintf(host, sizeof host, "127.0.0.1");
+	if (strcmp(host, "*") == 0)
+		xsnprintf(host, sizeof host, "0.0.0.0");
+	memset(&ss, 0, sizeof ss);
+	if (strchr(host, ':') != NULL) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			goto numeric;
+		len = (int)sizeof *s6;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			goto numeric;
+		len = (int)sizeof *s4;
+	}
+	l->evl = evconnlistener_new_bind(l->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+	    1024, (struct sockaddr *)&ss, len);
+	if (l->evl == NULL) {
+		*cause = xasprintf("cannot listen on %s: %s", addr,
+		    strerror(errno));
+		return -1;
+	}
+	evconnlistener_set_error_cb(l->evl, listener_error_cb);
+	if (getsockname(evconnlistener_get_fd(l->evl), (struct sockaddr *)&ss,
+	    &sslen) != 0) {
+		*cause = xasprintf("getsockname: %s", strerror(errno));
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+		xsnprintf(l->address, sizeof l->address, "[%s]:%d", ip,
+		    ntohs(s6->sin6_port));
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+		xsnprintf(l->address, sizeof l->address, "%s:%d", ip,
+		    ntohs(s4->sin_port));
+	}
+	return 0;
+numeric:
+	*cause = xasprintf("%s: not a numeric IP address", addr);
+	return -1;
+}
+
+static double
+listener_active_gauge(void *arg)
+{
+	return ((struct listener *)arg)->active;
+}
+
+static void
+listener_register_metrics(struct listener *l)
+{
+	metrics_counter("payhook_http_connections_total",
+	    "Connections accepted on the public listener.", NULL,
+	    &l->m_accepted);
+	metrics_gauge("payhook_http_connections_active",
+	    "Connections open on the public listener.", NULL,
+	    listener_active_gauge, l);
+	metrics_counter("payhook_http_connection_deadlines_total",
+	    "Connections closed because a request did not arrive whole "
+	    "within request_timeout.", NULL, &l->m_timed_out);
+	metrics_counter("payhook_http_accept_paused_total",
+	    "Times accepting paused at max_connections.", NULL, &l->m_paused);
+	metrics_counter("payhook_http_accept_errors_total",
+	    "accept(2) failures (e.g. out of file descriptors).", NULL,
+	    &l->m_accept_errors);
+}
+
+struct listener *
+listener_new(struct event_base *base, struct evhttp *http,
+    const struct listener_config *lc, char **cause)
+{
+	struct listener *l;
+
+	l = xcalloc(1, sizeof *l);
+	l->base = base;
+	l->http = http;
+	l->tls = lc->tls;
+	l->max = lc->max_connections;
+	l->timeout.tv_sec = lc->request_timeout_ms / 1000;
+	l->timeout.tv_usec = (lc->request_timeout_ms % 1000) * 1000;
+	evhttp_set_bevcb(http, listener_bev_cb, l);
+	if ((l->backoff = evtimer_new(base, listener_backoff_cb, l)) == NULL)
+		abort();
+	for (l->cap = 16; l->cap <= 2 * (size_t)l->max; l->cap *= 2)
+		;
+	l->table = xcalloc(l->cap, sizeof *l->table);
+	if (listener_bind(l, lc->addr, cause) != 0) {
+		listener_free(l);
+		return NULL;
+	}
+	/* evhttp owns accepting (and the evconnlistener) from here on. */
+	if (evhttp_bind_listener(http, l->evl) == NULL) {
+		*cause = xasprintf("cannot attach %s to evhttp", lc->addr);
+		listener_free(l);
+		return NULL;
+	}
+	l->bound = 1;
+	if (lc->metrics)
+		listener_register_metrics(l);
+	return l;
+}
+
+void
+listener_free(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	/* The evconnlistener belongs to evhttp once bound (evhttp_free). */
+	if (l->evl != NULL && !l->bound)
+		evconnlistener_free(l->evl);
+	if (l->backoff != NULL)
+		event_free(l->backoff);
+	free(l->table);
+	free(l);
+}
+
+void
+listener_request_done(struct listener *l, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon;
+	struct listener_conn *c;
+	struct bufferevent *bev;
+
+	if ((evcon = evhttp_request_get_connection(req)) == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
+	    (c = listener_table_get(l, bev)) == NULL)
+		return;
+	evtimer_add(c->deadline, &l->timeout);
+}
+
+void
+listener_close(struct listener *l)
+{
+	if (l->closed)
+		return;
+	l->closed = 1;
+	evconnlistener_disable(l->evl);
+}
+
+int
+listener_connections(const struct listener *l)
+{
+	return l->active;
+}
+
+const char *
+listener_address(const struct listener *l)
+{
+	return l->address;
+}
+
+SSL_CTX *
+listener_tls_new(const char *cert_file, const char *key_file, char **cause)
+{
+	unsigned long err;
+	SSL_CTX *ctx;
+	char buf[256];
+
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
+		goto fail;
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION))
+		goto fail;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		err = ERR_get_error();
+		ERR_error_string_n(err, buf, sizeof buf);
+		*cause = xasprintf("config: tls_cert_file = \"%s\": cannot "
+		    "load a PEM certificate chain (%s)", cert_file, buf);
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		err = ERR_get_error();
+		ERR_error_string_n(err, buf, sizeof buf);
+		*cause = xasprintf("config: tls_key_file = \"%s\": cannot load "
+		    "a PEM private key matching tls_cert_file (%s)", key_file,
+		    buf);
+		goto out;
+	}
+	ERR_clear_error();
+	return ctx;
+fail:
+	err = ERR_get_error();
+	ERR_error_string_n(err, buf, sizeof buf);
+	*cause = xasprintf("TLS set-up failed: %s", buf);
+out:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+void
+listener_tls_free(SSL_CTX *ctx)
+{
+	SSL_CTX_free(ctx);
+}

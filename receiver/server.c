@@ -1,0 +1,618 @@
+/*
+ * server.c: the webhook endpoint. Each request is checked in the order
+ * path, method, content type, signature, body; a signed request is then
+ * added to the open journal transaction and answered only after the group
+ * COMMIT of everything read in the same loop pass. Main thread only. Never
+ * echoes a body, signature or secret, and never blocks except in COMMIT.
+ */
+#include <string.h>
+#include <time.h>
+#include <stdlib.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/sha.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+#include "receiver/listener.h"
+#include "receiver/server.h"
+#include "receiver/signature.h"
+#include "receiver/webhook.h"
+
+#define SERVER_RETRY_AFTER	"5"
+
+/* What a request turned into, and so what it will be answered. */
+enum server_outcome {
+	SERVER_ACCEPTED,
+	SERVER_DUPLICATE,
+	SERVER_QUARANTINED,
+	SERVER_FAILED,		/* the batch could not be stored: 503 */
+};
+
+struct server_pending {
+	struct evhttp_request	*req;
+	enum server_outcome	 outcome;
+	int			 secret;
+	char			 event_id[WEBHOOK_ID_MAX + 1];
+	char			 payment_id[WEBHOOK_ID_MAX + 1];
+	char			 event_type[WEBHOOK_EVENT_TYPE_MAX + 1];
+};
+
+/* Statuses counted by payhook_http_requests_total. */
+static const int server_statuses[] = { 200, 400, 401, 404, 405, 413, 415,
+    503 };
+static const char *server_status_labels[] = { "status=\"200\"",
+    "status=\"400\"", "status=\"401\"", "status=\"404\"", "status=\"405\"",
+    "status=\"413\"", "status=\"415\"", "status=\"503\"" };
+#define SERVER_NSTATUS UTIL_ARRAY_LEN(server_statuses)
+
+struct server {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct journal		*journal;
+	struct signature	*sig;
+	struct webhook_parser	*parser;
+	struct evhttp		*http;
+	struct listener		*listener;
+	SSL_CTX			*tls;
+	struct event		*commit_ev;
+	struct evbuffer		*reply;
+	int			 shutting_down;
+	int			 journal_ok;
+	server_commit_fn	 commit_cb;
+	void			*commit_arg;
+
+	/* The open batch (group commit). */
+	struct server_pending	*batch;
+	size_t			 nbatch, batch_cap;
+	int			 batch_open;
+	int			 batch_failed;
+	char			*batch_cause;
+	int64_t			 batch_started_ns;
+
+	struct metric_counter	 m_status[SERVER_NSTATUS];
+	struct metric_counter	 m_webhooks[3];
+	struct metric_counter	 m_sig_fail[3];
+	struct metric_counter	 m_sig_ok[SIGNATURE_MAX_SECRETS];
+	struct metric_counter	 m_commit_failed;
+	struct metric_histogram	 m_commit;
+	struct metric_histogram	 m_batch;
+	int64_t			 last_warn_ms;
+	uint64_t		 warn_suppressed;
+};
+
+static const double server_commit_bounds[] = { 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 };
+static const double server_batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128,
+    256 };
+
+static int64_t
+server_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+server_count_status(struct server *s, int code)
+{
+	size_t i;
+
+	for (i = 0; i < SERVER_NSTATUS; i++) {
+		if (server_statuses[i] == code) {
+			metric_inc(&s->m_status[i]);
+			return;
+		}
+	}
+}
+
+/* Send a small static JSON body with code; extra header optional. */
+static void
+server_reply(struct server *s, struct evhttp_request *req, int code,
+    const char *reason, const char *json, const char *hname,
+    const char *hvalue)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(out, "Content-Type", "application/json");
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	if (hname != NULL)
+		evhttp_add_header(out, hname, hvalue);
+	if (s->shutting_down)
+		evhttp_add_header(out, "Connection", "close");
+	evbuffer_add_reference(s->reply, json, strlen(json), NULL, NULL);
+	evhttp_send_reply(req, code, reason, s->reply);
+	server_count_status(s, code);
+}
+
+static void
+server_error(struct server *s, struct evhttp_request *req, int code,
+    const char *reason, const char *json)
+{
+	server_reply(s, req, code, reason, json, NULL, NULL);
+}
+
+/* Rate-limited warning: at most one line a second, with a count. */
+static int
+server_may_warn(struct server *s)
+{
+	int64_t now = util_mono_ms();
+
+	if (now - s->last_warn_ms < 1000) {
+		s->warn_suppressed++;
+		return 0;
+	}
+	s->last_warn_ms = now;
+	return 1;
+}
+
+static void
+server_reject_signature(struct server *s, struct evhttp_request *req,
+    int kind, const char *why, const char *json)
+{
+	metric_inc(&s->m_sig_fail[kind]);
+	if (server_may_warn(s)) {
+		struct evhttp_connection *evcon;
+		const char *peer = "?";
+		ev_uint16_t port = 0;
+		char *addr = NULL;
+
+		if ((evcon = evhttp_request_get_connection(req)) != NULL) {
+			evhttp_connection_get_peer(evcon, &addr, &port);
+			if (addr != NULL)
+				peer = addr;
+		}
+		log_warn("signature_rejected", "reason=%s peer=%s "
+		    "suppressed=%llu", why, peer,
+		    (unsigned long long)s->warn_suppressed);
+		s->warn_suppressed = 0;
+	}
+	server_error(s, req, 401, "Unauthorized", json);
+}
+
+/* application/json, optionally with parameters; charset must be UTF-8. */
+static int
+server_is_json(const char *ct)
+{
+	const char *p;
+	size_t n;
+
+	if (ct == NULL)
+		return 0;
+	n = strcspn(ct, ";");
+	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+		n--;
+	if (n != strlen("application/json") ||
+	    strncasecmp(ct, "application/json", n) != 0)
+		return 0;
+	if ((p = strcasestr(ct, "charset=")) != NULL) {
+		p += strlen("charset=");
+		if (*p == '"')
+			p++;
+		if (strncasecmp(p, "utf-8", 5) != 0 &&
+		    strncasecmp(p, "utf8", 4) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* The single Pay-Signature header; 0 none, 1 one, 2 more than one. */
+static int
+server_signature_header(struct evhttp_request *req, const char **value)
+{
+	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int n = 0;
+
+	TAILQ_FOREACH(kv, hdrs, next) {
+		if (strcasecmp(kv->key, "Pay-Signature") == 0) {
+			*value = kv->value;
+			n++;
+		}
+	}
+	return n > 1 ? 2 : n;
+}
+
+static void
+server_commit_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct server_pending *
+server_batch_add(struct server *s, struct evhttp_request *req)
+{
+	struct server_pending *p;
+	char *cause = NULL;
+
+	if (!s->batch_open) {
+		s->batch_open = 1;
+		s->batch_started_ns = server_mono_ns();
+		if (journal_begin(s->journal, &cause) != 0) {
+			s->batch_failed = 1;
+			s->batch_cause = cause;
+		}
+		event_active(s->commit_ev, EV_TIMEOUT, 0);
+	}
+	if (s->nbatch == s->batch_cap) {
+		s->batch_cap = s->batch_cap == 0 ? 64 : s->batch_cap * 2;
+		s->batch = xreallocarray(s->batch, s->batch_cap,
+		    sizeof *s->batch);
+	}
+	p = &s->batch[s->nbatch++];
+	memset(p, 0, sizeof *p);
+	p->req = req;
+	return p;
+}
+
+static void
+server_store(struct server *s, struct server_pending *p,
+    const struct journal_entry *e)
+{
+	char *cause = NULL;
+
+	if (s->batch_failed) {
+		p->outcome = SERVER_FAILED;
+		return;
+	}
+	switch (journal_put(s->journal, e, &cause)) {
+	case JOURNAL_PUT_NEW:
+		break;
+	case JOURNAL_PUT_DUPLICATE:
+		p->outcome = SERVER_DUPLICATE;
+		break;
+	case JOURNAL_PUT_ERROR:
+		p->outcome = SERVER_FAILED;
+		s->batch_failed = 1;
+		s->batch_cause = cause;
+		break;
+	}
+}
+
+static void
+server_quarantine_id(const void *body, size_t len, char *out, size_t outlen)
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char hex[2 * SHA256_DIGEST_LENGTH + 1];
+
+	SHA256(body, len, md);
+	util_hex_encode(md, sizeof md, hex);
+	xsnprintf(out, outlen, "q-%s", hex);
+}
+
+static void
+server_webhook(struct server *s, struct evhttp_request *req, int secret,
+    const unsigned char *body, size_t len)
+{
+	char reason[WEBHOOK_REASON_MAX], qid[80];
+	struct server_pending *p;
+	struct journal_entry e;
+	struct webhook wh;
+
+	memset(&e, 0, sizeof e);
+	e.received_ms = util_now_ms();
+	e.secret_index = secret;
+	e.body = body;
+	e.body_len = len;
+	p = server_batch_add(s, req);
+	p->secret = secret;
+	if (webhook_parse(s->parser, (const char *)body, len, &wh, reason) ==
+	    0) {
+		e.message_id = wh.message_id;
+		e.event_type = wh.event_type;
+		e.resource_id = wh.resource_id;
+		e.occurred_ms = wh.created_ms;
+		memcpy(p->event_id, wh.message_id, sizeof p->event_id);
+		memcpy(p->payment_id, wh.resource_id, sizeof p->payment_id);
+		memcpy(p->event_type, wh.event_type, sizeof p->event_type);
+		p->outcome = SERVER_ACCEPTED;
+	} else {
+		server_quarantine_id(body, len, qid, sizeof qid);
+		e.message_id = qid;
+		e.quarantine_reason = reason;
+		p->outcome = SERVER_QUARANTINED;
+		log_warn("webhook_quarantined", "key=%.18s reason=\"%s\"", qid,
+		    reason);
+	}
+	server_store(s, p, &e);
+}
+
+static void
+server_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct server *s = arg;
+	const struct evhttp_uri *uri;
+	const char *path, *sighdr = NULL;
+	struct evbuffer *in;
+	unsigned char *body;
+	size_t len;
+	int secret;
+
+	listener_request_done(s->listener, req);
+	uri = evhttp_request_get_evhttp_uri(req);
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL || strcmp(path, s->cfg->webhook_path) != 0) {
+		server_error(s, req, 404, "Not Found",
+		    "{\"error\":\"not found\"}");
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		server_reply(s, req, 405, "Method Not Allowed",
+		    "{\"error\":\"method not allowed; use POST\"}", "Allow",
+		    "POST");
+		return;
+	}
+	if (s->shutting_down) {
+		server_reply(s, req, 503, "Service Unavailable",
+		    "{\"error\":\"shutting down; retry later\"}", "Retry-After",
+		    SERVER_RETRY_AFTER);
+		return;
+	}
+	if (!server_is_json(evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Content-Type"))) {
+		server_error(s, req, 415, "Unsupported Media Type",
+		    "{\"error\":\"unsupported content type; expected "
+		    "application/json\"}");
+		return;
+	}
+	switch (server_signature_header(req, &sighdr)) {
+	case 0:
+		server_reject_signature(s, req, 0, "missing",
+		    "{\"error\":\"missing Pay-Signature header\"}");
+		return;
+	case 2:
+		server_reject_signature(s, req, 1, "repeated",
+		    "{\"error\":\"more than one Pay-Signature header\"}");
+		return;
+	}
+	in = evhttp_request_get_input_buffer(req);
+	len = evbuffer_get_length(in);
+	body = evbuffer_pullup(in, -1);
+	if (body == NULL)
+		body = (unsigned char *)"";
+	secret = signature_verify(s->sig, body, len, sighdr, strlen(sighdr));
+	if (secret == SIGNATURE_MALFORMED) {
+		server_reject_signature(s, req, 1, "malformed",
+		    "{\"error\":\"malformed Pay-Signature header; expected 64 "
+		    "lower-case hex characters\"}");
+		return;
+	}
+	if (secret == SIGNATURE_MISMATCH) {
+		server_reject_signature(s, req, 2, "mismatch",
+		    "{\"error\":\"signature does not match\"}");
+		return;
+	}
+	metric_inc(&s->m_sig_ok[secret - 1]);
+	server_webhook(s, req, secret, body, len);
+}
+
+static void
+server_answer(struct server *s, const struct server_pending *p)
+{
+	static const char *names[] = { "accepted", "duplicate", "quarantined" };
+
+	switch (p->outcome) {
+	case SERVER_ACCEPTED:
+		server_reply(s, p->req, 200, "OK", "{\"status\":\"accepted\"}",
+		    NULL, NULL);
+		break;
+	case SERVER_DUPLICATE:
+		server_reply(s, p->req, 200, "OK", "{\"status\":\"duplicate\"}",
+		    NULL, NULL);
+		break;
+	case SERVER_QUARANTINED:
+		server_reply(s, p->req, 200, "OK",
+		    "{\"status\":\"quarantined\"}", NULL, NULL);
+		break;
+	case SERVER_FAILED:
+		server_reply(s, p->req, 503, "Service Unavailable",
+		    "{\"error\":\"journal unavailable; retry later\"}",
+		    "Retry-After", SERVER_RETRY_AFTER);
+		return;
+	}
+	metric_inc(&s->m_webhooks[p->outcome]);
+	if (p->outcome != SERVER_QUARANTINED)
+		log_debug("webhook", "result=%s event_id=%s payment_id=%s "
+		    "event_type=%s secret=%d", names[p->outcome], p->event_id,
+		    p->payment_id, p->event_type, p->secret);
+}
+
+static void
+server_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	char *cause = NULL;
+	int64_t t0, t1;
+	size_t i;
+	int fresh = 0;
+
+	t0 = server_mono_ns();
+	if (!s->batch_failed && journal_commit(s->journal, &cause) != 0) {
+		s->batch_failed = 1;
+		s->batch_cause = cause;
+	}
+	t1 = server_mono_ns();
+	if (s->batch_failed) {
+		if (journal_in_transaction(s->journal))
+			journal_rollback(s->journal);
+		metric_inc(&s->m_commit_failed);
+		if (s->journal_ok || server_may_warn(s))
+			log_error("journal_commit_failed", "rows=%zu "
+			    "error=\"%s\"", s->nbatch, s->batch_cause ?
+			    s->batch_cause : "unknown");
+		s->journal_ok = 0;
+		for (i = 0; i < s->nbatch; i++)
+			s->batch[i].outcome = SERVER_FAILED;
+	} else {
+		if (!s->journal_ok)
+			log_info("journal_recovered", "rows=%zu", s->nbatch);
+		s->journal_ok = 1;
+		metric_observe(&s->m_commit, (uint64_t)(t1 - t0));
+		metric_observe(&s->m_batch, (uint64_t)s->nbatch);
+	}
+	for (i = 0; i < s->nbatch; i++) {
+		if (s->batch[i].outcome == SERVER_ACCEPTED ||
+		    s->batch[i].outcome == SERVER_QUARANTINED)
+			fresh++;
+		server_answer(s, &s->batch[i]);
+	}
+	s->nbatch = 0;
+	s->batch_open = 0;
+	s->batch_failed = 0;
+	free(s->batch_cause);
+	s->batch_cause = NULL;
+	if (fresh > 0 && s->commit_cb != NULL)
+		s->commit_cb(s->commit_arg, fresh);
+}
+
+static void
+server_register_metrics(struct server *s)
+{
+	static const char *sig_fail[] = { "reason=\"missing\"",
+	    "reason=\"malformed\"", "reason=\"mismatch\"" };
+	static const char *results[] = { "result=\"accepted\"",
+	    "result=\"duplicate\"", "result=\"quarantined\"" };
+	static const char *secrets[] = { "secret=\"1\"", "secret=\"2\"" };
+	size_t i;
+
+	for (i = 0; i < SERVER_NSTATUS; i++)
+		metrics_counter("payhook_http_requests_total",
+		    "Requests on the public listener by status.",
+		    server_status_labels[i], &s->m_status[i]);
+	for (i = 0; i < 3; i++)
+		metrics_counter("payhook_webhooks_total",
+		    "Signed webhooks answered 200, by result.", results[i],
+		    &s->m_webhooks[i]);
+	for (i = 0; i < 3; i++)
+		metrics_counter("payhook_signature_failures_total",
+		    "Requests refused with 401, by reason.", sig_fail[i],
+		    &s->m_sig_fail[i]);
+	for (i = 0; i < SIGNATURE_MAX_SECRETS; i++)
+		metrics_counter("payhook_signature_valid_total",
+		    "Valid signatures by the secret that matched (1: first "
+		    "line of signing_secret_file, 2: second).", secrets[i],
+		    &s->m_sig_ok[i]);
+	metrics_counter("payhook_journal_commit_failures_total",
+	    "Group commits that failed (their webhooks got 503).", NULL,
+	    &s->m_commit_failed);
+	s->m_commit.bounds = server_commit_bounds;
+	s->m_commit.n = UTIL_ARRAY_LEN(server_commit_bounds);
+	metrics_histogram("payhook_journal_commit_seconds",
+	    "Latency of one group COMMIT (including fsync when "
+	    "durability = full).", &s->m_commit);
+	s->m_batch.bounds = server_batch_bounds;
+	s->m_batch.n = UTIL_ARRAY_LEN(server_batch_bounds);
+	s->m_batch.scale = 1;
+	metrics_histogram("payhook_journal_commit_batch_size",
+	    "Webhooks per group commit (the _sum is in rows).", &s->m_batch);
+}
+
+struct server *
+server_new(struct event_base *base, const struct config *cfg,
+    struct journal *journal, struct signature *sig, char **cause)
+{
+	struct listener_config lc;
+	struct server *s;
+
+	s = xcalloc(1, sizeof *s);
+	s->base = base;
+	s->cfg = cfg;
+	s->journal = journal;
+	s->sig = sig;
+	s->journal_ok = 1;
+	s->parser = webhook_parser_new();
+	if ((s->reply = evbuffer_new()) == NULL ||
+	    (s->http = evhttp_new(base)) == NULL ||
+	    (s->commit_ev = event_new(base, -1, 0, server_commit_cb, s)) ==
+	    NULL)
+		abort();
+	evhttp_set_max_body_size(s->http, cfg->max_body_bytes);
+	evhttp_set_max_headers_size(s->http, cfg->max_header_bytes);
+	{
+		struct timeval tv = { cfg->request_timeout_ms / 1000,
+		    (cfg->request_timeout_ms % 1000) * 1000 };
+
+		evhttp_set_timeout_tv(s->http, &tv);
+	}
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(s->http, server_request_cb, s);
+	if (cfg->tls_cert_file != NULL && (s->tls = listener_tls_new(
+	    cfg->tls_cert_file, cfg->tls_key_file, cause)) == NULL)
+		goto fail;
+	memset(&lc, 0, sizeof lc);
+	lc.addr = cfg->listen;
+	lc.tls = s->tls;
+	lc.max_connections = (int)cfg->max_connections;
+	lc.request_timeout_ms = cfg->request_timeout_ms;
+	lc.metrics = 1;
+	if ((s->listener = listener_new(base, s->http, &lc, cause)) == NULL)
+		goto fail;
+	server_register_metrics(s);
+	return s;
+fail:
+	server_free(s);
+	return NULL;
+}
+
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->batch_open)
+		server_commit_cb(-1, 0, s);
+	if (s->http != NULL)
+		evhttp_free(s->http);
+	listener_free(s->listener);
+	listener_tls_free(s->tls);
+	if (s->commit_ev != NULL)
+		event_free(s->commit_ev);
+	if (s->reply != NULL)
+		evbuffer_free(s->reply);
+	webhook_parser_free(s->parser);
+	free(s->batch);
+	free(s->batch_cause);
+	free(s);
+}
+
+void
+server_set_commit_cb(struct server *s, server_commit_fn fn, void *arg)
+{
+	s->commit_cb = fn;
+	s->commit_arg = arg;
+}
+
+const char *
+server_address(const struct server *s)
+{
+	return listener_address(s->listener);
+}
+
+int
+server_journal_ok(const struct server *s)
+{
+	return s->journal_ok;
+}
+
+int
+server_shutdown(struct server *s)
+{
+	s->shutting_down = 1;
+	listener_close(s->listener);
+	return listener_connections(s->listener);
+}
+
+int
+server_connections(const struct server *s)
+{
+	return listener_connections(s->listener);
+}

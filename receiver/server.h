@@ -1,0 +1,34 @@
+/*
+ * server.h: the public webhook listener (evhttp). Enforces the request
+ * limits, checks Pay-Signature, validates the body and group-commits it to
+ * the journal, answering each webhook only after its COMMIT returned.
+ * Main thread only.
+ */
+#ifndef PAYHOOK_SERVER_H
+#define PAYHOOK_SERVER_H
+
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct journal;
+struct signature;
+struct server;
+
+/* Called after a commit that stored new rows (the pipeline's wake-up). */
+typedef void (*server_commit_fn)(void *arg, int new_rows);
+
+/* Bind cfg->listen (TLS when configured) and register metrics. */
+struct server *server_new(struct event_base *, const struct config *,
+	    struct journal *, struct signature *, char **cause);
+void	server_free(struct server *);
+void	server_set_commit_cb(struct server *, server_commit_fn, void *arg);
+/* The bound address as "host:port" (port resolved when 0 was asked). */
+const char *server_address(const struct server *);
+/* 1 unless the last journal commit failed. */
+int	server_journal_ok(const struct server *);
+/* Stop accepting; further requests get 503. Returns open connections. */
+int	server_shutdown(struct server *);
+int	server_connections(const struct server *);
+
+#endif
