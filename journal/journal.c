@@ -1,0 +1,800 @@
+/*
+ * journal.c: the SQLite journal (WAL mode): open and migrate the schema,
+ * group commit of received webhooks, counts, retention pruning. The write
+ * connection belongs to the main thread; a background thread owned by the
+ * journal runs PASSIVE WAL checkpoints on its own connection. Nothing here
+ * may block the event loop for long: no checkpoints on the write connection,
+ * a 25 ms busy timeout, bounded prune batches.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+
+#define JOURNAL_FILE		"journal.db"
+#define JOURNAL_APP_ID		0x70617968	/* "payh" */
+#define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
+#define JOURNAL_OPEN_BUSY_MS	2000	/* start-up may wait a little */
+#define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
+#define JOURNAL_WAL_NUDGE_BYTES	(4 * 1024 * 1024) /* checkpoint early */
+#define JOURNAL_WAL_LIMIT_BYTES	(4 * 1024 * 1024) /* truncate WAL on reset */
+#define JOURNAL_MIN_PAGES	16	/* smallest accepted max_bytes */
+#define JOURNAL_PRUNE_BATCH	1000	/* rows per DELETE statement */
+#define JOURNAL_PRUNE_BUDGET_MS	20	/* per journal_prune() call */
+
+/*
+ * Schema migrations, applied in order inside one transaction at open.
+ * Step i takes the database from user_version i to i + 1. Append only:
+ * never edit a step that has shipped.
+ */
+static const char *journal_migrations[] = {
+	/* 1: the webhooks table and its indexes. */
+	"CREATE TABLE webhooks ("
+	" id INTEGER PRIMARY KEY,"
+	" message_id TEXT NOT NULL UNIQUE,"
+	" state TEXT NOT NULL CHECK (state IN"
+	"  ('received','checked','published','quarantined')),"
+	" event_type TEXT,"
+	" resource_id TEXT,"
+	" occurred_ms INTEGER,"
+	" received_ms INTEGER NOT NULL,"
+	" secret_index INTEGER NOT NULL,"
+	" body BLOB NOT NULL,"
+	" quarantine_reason TEXT,"
+	" seq INTEGER UNIQUE,"
+	" published_ms INTEGER);"
+	"CREATE INDEX webhooks_received_ms ON webhooks (received_ms);"
+	"CREATE INDEX webhooks_unfinished ON webhooks (state)"
+	" WHERE state IN ('received','checked');"
+	"CREATE INDEX webhooks_quarantined ON webhooks (received_ms)"
+	" WHERE state = 'quarantined';",
+};
+
+static const char *journal_state_names[JOURNAL_NSTATES] = {
+	"received", "checked", "published", "quarantined"
+};
+
+/* ON CONFLICT names the column: OR IGNORE would also swallow NOT NULL and
+ * CHECK failures and report them as duplicates. */
+static const char journal_insert_sql[] =
+	"INSERT INTO webhooks (message_id, state, event_type, resource_id,"
+	" occurred_ms, received_ms, secret_index, body, quarantine_reason)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+	" ON CONFLICT (message_id) DO NOTHING";
+
+/* Repeating the partial indexes' WHERE lets the planner use them; the total
+ * is a count over the narrow received_ms index; published is the rest. */
+static const char journal_count_sql[] =
+	"SELECT (SELECT count(*) FROM webhooks),"
+	" (SELECT count(*) FROM webhooks WHERE state IN ('received','checked')"
+	"  AND state = 'received'),"
+	" (SELECT count(*) FROM webhooks WHERE state IN ('received','checked')"
+	"  AND state = 'checked'),"
+	" (SELECT count(*) FROM webhooks WHERE state = 'quarantined')";
+
+static const char journal_prune_sql[] =
+	"DELETE FROM webhooks WHERE id IN (SELECT id FROM webhooks"
+	" WHERE received_ms < ?1 AND (state = 'published'"
+	"  OR (state = 'quarantined' AND seq IS NOT NULL))"
+	" LIMIT ?2)";
+
+struct journal {
+	char		*path;
+	int64_t		 retention_ms;
+	int		 checkpoint_ms;
+
+	sqlite3		*db;		/* write connection, main thread */
+	sqlite3_stmt	*insert;
+	sqlite3_stmt	*count;
+	sqlite3_stmt	*prune;
+	int		 in_txn;	/* journal_begin() succeeded */
+	int		 txn_failed;	/* a put failed: only rollback now */
+	int		 nudge_frames;	/* WAL growth that triggers a nudge */
+	int		 nudge_base;	/* WAL frames at the last nudge */
+
+	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
+	pthread_t	 ckpt_thread;
+	int		 ckpt_started;
+	int		 sync_inited;
+	pthread_mutex_t	 lock;		/* protects stop and nudged */
+	pthread_cond_t	 cond;
+	int		 stop;
+	int		 nudged;
+	atomic_int	 wal_dirty;	/* commits since the last checkpoint */
+	_Atomic uint64_t checkpoints;
+};
+
+static void
+journal_cause(char **cause, sqlite3 *db, const char *what)
+{
+	*cause = xasprintf("%s: %s (sqlite code %d)", what, sqlite3_errmsg(db),
+	    sqlite3_extended_errcode(db));
+}
+
+/* Run a statement that returns at most one interesting row; the first
+ * column goes to *num (integer) or text (copied, truncated). */
+static int
+journal_query(sqlite3 *db, const char *sql, int64_t *num, char *text,
+    size_t textlen, char **cause)
+{
+	sqlite3_stmt *st = NULL;
+	const unsigned char *s;
+	int rc, ret = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		journal_cause(cause, db, sql);
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (num != NULL)
+			*num = sqlite3_column_int64(st, 0);
+		if (text != NULL) {
+			s = sqlite3_column_text(st, 0);
+			xsnprintf(text, textlen, "%s",
+			    s != NULL ? (const char *)s : "");
+		}
+	}
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		journal_cause(cause, db, sql);
+		goto out;
+	}
+	ret = 0;
+out:
+	sqlite3_finalize(st);	/* repeats the step's error, handled above */
+	return ret;
+}
+
+static int
+journal_exec(sqlite3 *db, const char *sql, const char *what, char **cause)
+{
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		journal_cause(cause, db, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* ROLLBACK if SQLite still has a transaction open (it may have rolled back
+ * by itself after SQLITE_FULL or an I/O error). */
+static void
+journal_abort_txn(sqlite3 *db, const char *what)
+{
+	if (sqlite3_get_autocommit(db))
+		return;
+	if (sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+		log_error("journal_rollback_failed", "during=%s error=\"%s\"",
+		    what, sqlite3_errmsg(db));
+}
+
+int
+journal_schema_version(void)
+{
+	return (int)UTIL_ARRAY_LEN(journal_migrations);
+}
+
+const char *
+journal_state_name(enum journal_state state)
+{
+	if ((int)state < 0 || state >= JOURNAL_NSTATES)
+		return "unknown";
+	return journal_state_names[state];
+}
+
+const char *
+journal_path(const struct journal *j)
+{
+	return j->path;
+}
+
+uint64_t
+journal_checkpoints(const struct journal *j)
+{
+	return atomic_load(&j->checkpoints);
+}
+
+int
+journal_in_transaction(const struct journal *j)
+{
+	return j->in_txn;
+}
+
+/*
+ * Create the database file ourselves so it is 0600 (SQLite gives the -wal
+ * and -shm files the main file's mode) and never a symlink. A new file's
+ * directory entry is made durable before anything is written to it.
+ */
+static int
+journal_create_file(const char *dir, const char *path, char **cause)
+{
+	struct stat sb;
+	int fd, dfd, created = 1, ret = -1;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd == -1 && errno == EEXIST) {
+		created = 0;
+		fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd == -1) {
+		*cause = xasprintf("cannot open: %s", strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		*cause = xasprintf("not a regular file");
+		goto out;
+	}
+	if ((sb.st_mode & 077) != 0 && fchmod(fd, 0600) != 0) {
+		*cause = xasprintf("cannot chmod: %s", strerror(errno));
+		goto out;
+	}
+	if (created) {
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd == -1 || fsync(dfd) != 0) {
+			*cause = xasprintf("cannot sync directory: %s",
+			    strerror(errno));
+			if (dfd != -1)
+				close(dfd);
+			goto out;
+		}
+		close(dfd);
+	}
+	ret = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	return ret;
+}
+
+static int
+journal_connect(const char *path, sqlite3 **dbp, char **cause)
+{
+	int flags, rc;
+
+	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+#ifdef SQLITE_OPEN_NOFOLLOW
+	flags |= SQLITE_OPEN_NOFOLLOW;
+#endif
+	rc = sqlite3_open_v2(path, dbp, flags, NULL);
+	if (rc != SQLITE_OK) {
+		*cause = xasprintf("cannot open: %s", *dbp != NULL ?
+		    sqlite3_errmsg(*dbp) : sqlite3_errstr(rc));
+		sqlite3_close(*dbp);
+		*dbp = NULL;
+		return -1;
+	}
+	if (sqlite3_extended_result_codes(*dbp, 1) != SQLITE_OK ||
+	    sqlite3_busy_timeout(*dbp, JOURNAL_OPEN_BUSY_MS) != SQLITE_OK) {
+		journal_cause(cause, *dbp, "journal connection setup");
+		return -1;
+	}
+	return 0;
+}
+
+/* Inside the migration transaction: check ownership and version, then run
+ * the missing steps. *from gets the version found. */
+static int
+journal_migrate_steps(sqlite3 *db, int64_t *from, char **cause)
+{
+	int64_t app_id;
+	int i, target = journal_schema_version();
+	char sql[64], what[64];
+
+	if (journal_query(db, "PRAGMA application_id", &app_id, NULL, 0,
+	    cause) != 0 ||
+	    journal_query(db, "PRAGMA user_version", from, NULL, 0, cause) != 0)
+		return -1;
+	if (app_id != 0 && app_id != JOURNAL_APP_ID) {
+		*cause = xasprintf("not a payhook journal (application_id "
+		    "0x%llx)", (unsigned long long)app_id);
+		return -1;
+	}
+	if (*from > target || *from < 0) {
+		*cause = xasprintf("journal schema version %lld is %s (this "
+		    "build knows up to %d); refusing to open it (run a newer "
+		    "payhook or restore a matching backup)", (long long)*from,
+		    *from < 0 ? "invalid" : "newer than this build supports",
+		    target);
+		return -1;
+	}
+	for (i = (int)*from; i < target; i++) {
+		xsnprintf(what, sizeof what, "schema migration to version %d",
+		    i + 1);
+		if (journal_exec(db, journal_migrations[i], what, cause) != 0)
+			return -1;
+	}
+	if (*from == target && app_id == JOURNAL_APP_ID)
+		return 0;
+	xsnprintf(sql, sizeof sql, "PRAGMA user_version = %d", target);
+	if (journal_exec(db, sql, "schema version", cause) != 0)
+		return -1;
+	xsnprintf(sql, sizeof sql, "PRAGMA application_id = %d",
+	    JOURNAL_APP_ID);
+	return journal_exec(db, sql, "application id", cause);
+}
+
+/* Bring the schema to journal_schema_version() in one transaction (all
+ * steps or none), or refuse a database written by a newer build. */
+static int
+journal_migrate(sqlite3 *db, char **cause)
+{
+	int64_t from = 0;
+
+	if (journal_exec(db, "BEGIN IMMEDIATE", "schema migration", cause) != 0)
+		return -1;
+	if (journal_migrate_steps(db, &from, cause) != 0 ||
+	    journal_exec(db, "COMMIT", "schema migration commit", cause) != 0) {
+		journal_abort_txn(db, "migration");
+		return -1;
+	}
+	if (from != journal_schema_version())
+		log_info("journal_migrated", "from=%lld to=%d",
+		    (long long)from, journal_schema_version());
+	return 0;
+}
+
+/* Runs on the main thread after every commit on the write connection; it
+ * nudges the checkpointer each time the WAL has grown by nudge_frames. */
+static int
+journal_wal_hook_cb(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct journal *j = arg;
+
+	atomic_store(&j->wal_dirty, 1);
+	if (frames < j->nudge_base)	/* the WAL was restarted */
+		j->nudge_base = 0;
+	if (frames - j->nudge_base >= j->nudge_frames) {
+		j->nudge_base = frames;
+		pthread_mutex_lock(&j->lock);
+		j->nudged = 1;
+		pthread_cond_signal(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return SQLITE_OK;
+}
+
+/* Configure the write connection: WAL, durability, no autocheckpoint,
+ * size limit. */
+static int
+journal_setup_writer(struct journal *j, const struct journal_config *cfg,
+    char **cause)
+{
+	char mode[16], sql[96];
+	int64_t page_size, pages, got;
+	const char *sync;
+
+	if (journal_query(j->db, "PRAGMA journal_mode = WAL", NULL, mode,
+	    sizeof mode, cause) != 0)
+		return -1;
+	if (strcmp(mode, "wal") != 0) {
+		*cause = xasprintf("cannot enable WAL mode (mode is %s)", mode);
+		return -1;
+	}
+	sync = cfg->durability == JOURNAL_DURABILITY_FULL ? "FULL" : "NORMAL";
+	xsnprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
+	if (journal_exec(j->db, sql, "synchronous", cause) != 0)
+		return -1;
+	xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d",
+	    JOURNAL_WAL_LIMIT_BYTES);
+	if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0 ||
+	    journal_query(j->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
+	    0, cause) != 0 ||
+	    journal_query(j->db, "PRAGMA page_size", &page_size, NULL, 0,
+	    cause) != 0)
+		return -1;
+	if (page_size <= 0) {
+		*cause = xasprintf("bad page size %lld", (long long)page_size);
+		return -1;
+	}
+	j->nudge_frames = (int)(JOURNAL_WAL_NUDGE_BYTES / page_size);
+	if (cfg->max_bytes > 0) {
+		pages = cfg->max_bytes / page_size;
+		if (pages < JOURNAL_MIN_PAGES) {
+			*cause = xasprintf("journal max_bytes %lld is too small "
+			    "(minimum %lld)", (long long)cfg->max_bytes,
+			    (long long)(JOURNAL_MIN_PAGES * page_size));
+			return -1;
+		}
+		xsnprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
+		    (long long)pages);
+		if (journal_query(j->db, sql, &got, NULL, 0, cause) != 0)
+			return -1;
+		if (got > pages)
+			log_warn("journal_over_max_bytes", "path=%s bytes=%lld "
+			    "max_bytes=%lld", j->path,
+			    (long long)(got * page_size),
+			    (long long)cfg->max_bytes);
+	}
+	return 0;
+}
+
+static int
+journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
+    char **cause)
+{
+	if (sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+	    NULL) != SQLITE_OK) {
+		journal_cause(cause, j->db, "prepare");
+		return -1;
+	}
+	return 0;
+}
+
+/* One PASSIVE checkpoint if anything was committed since the last one. */
+static void
+journal_checkpoint_once(struct journal *j)
+{
+	int rc, nlog = 0, nckpt = 0;
+
+	if (!atomic_exchange(&j->wal_dirty, 0))
+		return;
+	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
+	    SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+	if (rc == SQLITE_OK) {
+		atomic_fetch_add(&j->checkpoints, 1);
+		if (nckpt < nlog)	/* a reader pins old frames */
+			atomic_store(&j->wal_dirty, 1);
+		log_debug("journal_checkpoint", "wal_frames=%d copied=%d",
+		    nlog, nckpt);
+		return;
+	}
+	atomic_store(&j->wal_dirty, 1);
+	if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+		log_warn("journal_checkpoint_failed", "error=\"%s\" code=%d",
+		    sqlite3_errmsg(j->ckpt_db), rc);
+}
+
+static void *
+journal_checkpoint_main(void *arg)
+{
+	struct journal *j = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += j->checkpoint_ms / 1000;
+		ts.tv_nsec += (long)(j->checkpoint_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!j->stop && !j->nudged) {
+			if (pthread_cond_timedwait(&j->cond, &j->lock,
+			    &ts) == ETIMEDOUT)
+				break;
+		}
+		if (j->stop)
+			break;
+		j->nudged = 0;
+		pthread_mutex_unlock(&j->lock);
+		journal_checkpoint_once(j);
+		pthread_mutex_lock(&j->lock);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* Start the checkpointer with every signal blocked (the main thread's
+ * event loop handles them). */
+static int
+journal_start_checkpointer(struct journal *j, char **cause)
+{
+	pthread_condattr_t attr;
+	sigset_t all, old;
+	int error;
+
+	if ((error = pthread_condattr_init(&attr)) == 0) {
+		if ((error = pthread_condattr_setclock(&attr,
+		    CLOCK_MONOTONIC)) == 0)
+			error = pthread_cond_init(&j->cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	if (error != 0) {
+		*cause = xasprintf("checkpointer: %s", strerror(error));
+		return -1;
+	}
+	if ((error = pthread_mutex_init(&j->lock, NULL)) != 0) {
+		pthread_cond_destroy(&j->cond);
+		*cause = xasprintf("checkpointer: %s", strerror(error));
+		return -1;
+	}
+	j->sync_inited = 1;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	error = pthread_create(&j->ckpt_thread, NULL, journal_checkpoint_main,
+	    j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		*cause = xasprintf("checkpointer thread: %s", strerror(error));
+		return -1;
+	}
+	j->ckpt_started = 1;
+	return 0;
+}
+
+struct journal *
+journal_open(const struct journal_config *cfg, char **cause)
+{
+	struct journal *j;
+	char *why = NULL;
+
+	j = xcalloc(1, sizeof *j);
+	j->retention_ms = cfg->retention_ms;
+	j->checkpoint_ms = cfg->checkpoint_ms > 0 ? cfg->checkpoint_ms :
+	    JOURNAL_CHECKPOINT_MS;
+	j->path = xasprintf("%s/%s", cfg->dir, JOURNAL_FILE);
+
+	if (util_mkdir_p(cfg->dir, &why) != 0 ||
+	    journal_create_file(cfg->dir, j->path, &why) != 0 ||
+	    journal_connect(j->path, &j->db, &why) != 0 ||
+	    journal_setup_writer(j, cfg, &why) != 0 ||
+	    journal_migrate(j->db, &why) != 0 ||
+	    journal_prepare(j, journal_insert_sql, &j->insert, &why) != 0 ||
+	    journal_prepare(j, journal_count_sql, &j->count, &why) != 0 ||
+	    journal_prepare(j, journal_prune_sql, &j->prune, &why) != 0)
+		goto fail;
+	if (sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS) != SQLITE_OK) {
+		journal_cause(&why, j->db, "busy timeout");
+		goto fail;
+	}
+
+	if (journal_connect(j->path, &j->ckpt_db, &why) != 0)
+		goto fail;
+	/* PASSIVE never waits; the sync level sets the checkpoint's fsyncs. */
+	if (journal_exec(j->ckpt_db, cfg->durability ==
+	    JOURNAL_DURABILITY_FULL ? "PRAGMA synchronous = FULL" :
+	    "PRAGMA synchronous = NORMAL", "checkpointer setup", &why) != 0)
+		goto fail;
+	if (sqlite3_busy_timeout(j->ckpt_db, 0) != SQLITE_OK) {
+		journal_cause(&why, j->ckpt_db, "checkpointer busy timeout");
+		goto fail;
+	}
+	atomic_store(&j->wal_dirty, 1);
+	if (journal_start_checkpointer(j, &why) != 0)
+		goto fail;
+	/* Replaces SQLite's autocheckpoint hook (already off above). */
+	sqlite3_wal_hook(j->db, journal_wal_hook_cb, j);
+	return j;
+fail:
+	*cause = xasprintf("journal %s: %s", j->path,
+	    why != NULL ? why : "unknown error");
+	free(why);
+	journal_free(j);
+	return NULL;
+}
+
+void
+journal_free(struct journal *j)
+{
+	int rc;
+
+	if (j == NULL)
+		return;
+	if (j->db != NULL && j->in_txn)
+		journal_rollback(j);
+	if (j->ckpt_started) {
+		pthread_mutex_lock(&j->lock);
+		j->stop = 1;
+		pthread_cond_signal(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+		pthread_join(j->ckpt_thread, NULL);
+	}
+	if (j->ckpt_db != NULL && sqlite3_close(j->ckpt_db) != SQLITE_OK)
+		log_error("journal_close_failed", "connection=checkpointer "
+		    "error=\"%s\"", sqlite3_errmsg(j->ckpt_db));
+	if (j->db != NULL) {
+		if (j->ckpt_started) {
+			rc = sqlite3_wal_checkpoint_v2(j->db, NULL,
+			    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+			if (rc == SQLITE_OK)
+				atomic_fetch_add(&j->checkpoints, 1);
+			else
+				log_warn("journal_final_checkpoint",
+				    "error=\"%s\"", sqlite3_errmsg(j->db));
+		}
+		sqlite3_finalize(j->insert);
+		sqlite3_finalize(j->count);
+		sqlite3_finalize(j->prune);
+		if (sqlite3_close(j->db) != SQLITE_OK)
+			log_error("journal_close_failed", "connection=writer "
+			    "error=\"%s\"", sqlite3_errmsg(j->db));
+	}
+	if (j->sync_inited) {
+		pthread_cond_destroy(&j->cond);
+		pthread_mutex_destroy(&j->lock);
+	}
+	free(j->path);
+	free(j);
+}
+
+/* IMMEDIATE takes the write lock now: contention fails here after the busy
+ * timeout, before any row is bound, instead of part-way through a batch. */
+int
+journal_begin(struct journal *j, char **cause)
+{
+	if (j->in_txn) {
+		*cause = xasprintf("journal begin: a transaction is already "
+		    "open");
+		return -1;
+	}
+	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
+	    cause) != 0)
+		return -1;
+	j->in_txn = 1;
+	j->txn_failed = 0;
+	return 0;
+}
+
+static int
+journal_bind_entry(sqlite3_stmt *st, const struct journal_entry *e)
+{
+	const char *state;
+	int rc;
+
+	state = e->quarantine_reason != NULL ? "quarantined" : "received";
+	if (sqlite3_bind_text(st, 1, e->message_id, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 3, e->event_type, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 4, e->resource_id, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_int64(st, 6, e->received_ms) ||
+	    sqlite3_bind_int(st, 7, e->secret_index) ||
+	    sqlite3_bind_text(st, 9, e->quarantine_reason, -1, SQLITE_STATIC))
+		return -1;
+	if (e->occurred_ms != 0)
+		rc = sqlite3_bind_int64(st, 5, e->occurred_ms);
+	else
+		rc = sqlite3_bind_null(st, 5);
+	if (rc != SQLITE_OK)
+		return -1;
+	if (e->body_len == 0)	/* an empty BLOB, never NULL */
+		rc = sqlite3_bind_zeroblob(st, 8, 0);
+	else
+		rc = sqlite3_bind_blob64(st, 8, e->body, e->body_len,
+		    SQLITE_STATIC);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+enum journal_put_result
+journal_put(struct journal *j, const struct journal_entry *e, char **cause)
+{
+	enum journal_put_result ret = JOURNAL_PUT_ERROR;
+	int rc;
+
+	if (!j->in_txn || j->txn_failed || sqlite3_get_autocommit(j->db)) {
+		*cause = xasprintf("journal insert: no usable transaction "
+		    "(call journal_begin, or journal_rollback after a failure)");
+		goto out;
+	}
+	if (e->message_id == NULL || *e->message_id == '\0' ||
+	    (e->body == NULL && e->body_len != 0)) {
+		*cause = xasprintf("journal insert: entry without message_id "
+		    "or body");
+		goto out;
+	}
+	if (journal_bind_entry(j->insert, e) != 0) {
+		journal_cause(cause, j->db, "journal insert bind");
+		goto out;
+	}
+	rc = sqlite3_step(j->insert);
+	if (rc != SQLITE_DONE) {
+		journal_cause(cause, j->db, "journal insert");
+		goto out;
+	}
+	ret = sqlite3_changes(j->db) == 1 ? JOURNAL_PUT_NEW :
+	    JOURNAL_PUT_DUPLICATE;
+out:
+	if (ret == JOURNAL_PUT_ERROR)
+		j->txn_failed = j->in_txn;
+	sqlite3_reset(j->insert);	/* repeats the step's error; seen */
+	sqlite3_clear_bindings(j->insert);	/* always SQLITE_OK */
+	return ret;
+}
+
+int
+journal_commit(struct journal *j, char **cause)
+{
+	if (!j->in_txn || j->txn_failed || sqlite3_get_autocommit(j->db)) {
+		*cause = xasprintf("journal commit: no usable transaction");
+		return -1;
+	}
+	if (journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
+		j->txn_failed = 1;
+		return -1;
+	}
+	j->in_txn = 0;
+	return 0;
+}
+
+void
+journal_rollback(struct journal *j)
+{
+	journal_abort_txn(j->db, "batch");
+	j->in_txn = 0;
+	j->txn_failed = 0;
+}
+
+int
+journal_count_states(struct journal *j, int64_t counts[JOURNAL_NSTATES],
+    char **cause)
+{
+	int64_t total;
+	int rc, ret = -1;
+
+	rc = sqlite3_step(j->count);
+	if (rc != SQLITE_ROW) {
+		journal_cause(cause, j->db, "journal count");
+		goto out;
+	}
+	total = sqlite3_column_int64(j->count, 0);
+	counts[JOURNAL_RECEIVED] = sqlite3_column_int64(j->count, 1);
+	counts[JOURNAL_CHECKED] = sqlite3_column_int64(j->count, 2);
+	counts[JOURNAL_QUARANTINED] = sqlite3_column_int64(j->count, 3);
+	counts[JOURNAL_PUBLISHED] = total - counts[JOURNAL_RECEIVED] -
+	    counts[JOURNAL_CHECKED] - counts[JOURNAL_QUARANTINED];
+	ret = 0;
+out:
+	sqlite3_reset(j->count);
+	return ret;
+}
+
+/*
+ * Deletes in statements of JOURNAL_PRUNE_BATCH rows, each its own small
+ * transaction, and stops after JOURNAL_PRUNE_BUDGET_MS; the caller's timer
+ * calls again for the rest. retention_ms <= 0 keeps everything.
+ */
+int
+journal_prune(struct journal *j, int64_t now_ms, int64_t *deleted,
+    char **cause)
+{
+	int64_t start, n;
+	int rc, ret = -1;
+
+	*deleted = 0;
+	if (j->in_txn) {
+		*cause = xasprintf("journal prune: a batch is open");
+		return -1;
+	}
+	if (j->retention_ms <= 0)
+		return 0;
+	start = util_mono_ms();
+	for (;;) {
+		if (sqlite3_bind_int64(j->prune, 1, now_ms - j->retention_ms) ||
+		    sqlite3_bind_int(j->prune, 2, JOURNAL_PRUNE_BATCH)) {
+			journal_cause(cause, j->db, "journal prune bind");
+			goto out;
+		}
+		rc = sqlite3_step(j->prune);
+		if (rc != SQLITE_DONE) {
+			journal_cause(cause, j->db, "journal prune");
+			goto out;
+		}
+		n = sqlite3_changes(j->db);
+		*deleted += n;
+		sqlite3_reset(j->prune);
+		if (n < JOURNAL_PRUNE_BATCH ||
+		    util_mono_ms() - start >= JOURNAL_PRUNE_BUDGET_MS)
+			break;
+	}
+	ret = 0;
+out:
+	sqlite3_reset(j->prune);
+	return ret;
+}

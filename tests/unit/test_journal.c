@@ -1,0 +1,929 @@
+/*
+ * test_journal.c: criterion tests for journal/journal.c. Each test gets its
+ * own mkdtemp directory under /tmp and removes it; results are checked by
+ * opening journal.db with a second, independent sqlite3 handle.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+
+#define DAY_MS		(24 * 3600 * 1000LL)
+#define NOW_MS		(1800000000000LL)	/* fixed "now" for prune */
+#define BODY_LEN	1500
+
+static char tmpdir[64];
+static char statedir[128];
+static unsigned char body[BODY_LEN];
+
+static int
+rm_cb(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+setup(void)
+{
+	size_t i;
+
+	xsnprintf(tmpdir, sizeof tmpdir, "/tmp/payhook-journal-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+	xsnprintf(statedir, sizeof statedir, "%s/state", tmpdir);
+	for (i = 0; i < sizeof body; i++)
+		body[i] = (unsigned char)('a' + i % 26);
+}
+
+static void
+teardown(void)
+{
+	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(journal, .init = setup, .fini = teardown, .timeout = 60);
+
+static struct journal *
+open_journal(enum journal_durability d, int64_t max_bytes, int checkpoint_ms)
+{
+	struct journal_config cfg = {
+		.dir = statedir,
+		.durability = d,
+		.retention_ms = 4 * DAY_MS,
+		.max_bytes = max_bytes,
+		.checkpoint_ms = checkpoint_ms,
+	};
+	struct journal *j;
+	char *cause = NULL;
+
+	j = journal_open(&cfg, &cause);
+	cr_assert_not_null(j, "journal_open: %s", cause ? cause : "?");
+	return j;
+}
+
+static char *
+db_path(void)
+{
+	return xasprintf("%s/journal.db", statedir);
+}
+
+/* An independent connection to the journal, as an operator would use. */
+static sqlite3 *
+peer_open(int readonly)
+{
+	sqlite3 *db = NULL;
+	char *path = db_path();
+	int rc;
+
+	rc = sqlite3_open_v2(path, &db, readonly ? SQLITE_OPEN_READONLY :
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	cr_assert_eq(rc, SQLITE_OK, "open %s: %s", path, sqlite3_errstr(rc));
+	cr_assert_eq(sqlite3_busy_timeout(db, 2000), SQLITE_OK);
+	free(path);
+	return db;
+}
+
+static void
+peer_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK,
+	    "%s: %s", sql, err ? err : "?");
+}
+
+static int64_t
+peer_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s: %s", sql,
+	    sqlite3_errmsg(db));
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int64_t
+rows(void)
+{
+	sqlite3 *db = peer_open(1);
+	int64_t n = peer_int(db, "SELECT count(*) FROM webhooks");
+
+	sqlite3_close(db);
+	return n;
+}
+
+static void
+assert_integrity(void)
+{
+	sqlite3 *db = peer_open(1);
+	sqlite3_stmt *st;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st,
+	    NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+static struct journal_entry
+entry(const char *id, int64_t received_ms)
+{
+	struct journal_entry e = {
+		.message_id = id,
+		.event_type = "card_payment_succeeded",
+		.resource_id = "hu20sqlact5260q2nanm0q8u93",
+		.occurred_ms = received_ms - 100,
+		.received_ms = received_ms,
+		.secret_index = 1,
+		.body = body,
+		.body_len = sizeof body,
+	};
+	return e;
+}
+
+static enum journal_put_result
+put(struct journal *j, const struct journal_entry *e)
+{
+	enum journal_put_result r;
+	char *cause = NULL;
+
+	r = journal_put(j, e, &cause);
+	cr_assert_neq(r, JOURNAL_PUT_ERROR, "put %s: %s", e->message_id,
+	    cause ? cause : "?");
+	return r;
+}
+
+static void
+begin(struct journal *j)
+{
+	char *cause = NULL;
+
+	cr_assert_eq(journal_begin(j, &cause), 0, "begin: %s", cause);
+}
+
+static void
+commit(struct journal *j)
+{
+	char *cause = NULL;
+
+	cr_assert_eq(journal_commit(j, &cause), 0, "commit: %s", cause);
+}
+
+/* Commit n rows "<prefix>-<i>" in batches of 64. */
+static void
+fill(struct journal *j, const char *prefix, int n, int64_t received_ms)
+{
+	struct journal_entry e;
+	char id[64];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (i % 64 == 0)
+			begin(j);
+		xsnprintf(id, sizeof id, "%s-%d", prefix, i);
+		e = entry(id, received_ms);
+		cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+		if (i % 64 == 63 || i == n - 1)
+			commit(j);
+	}
+}
+
+static int64_t
+file_size(const char *suffix)
+{
+	struct stat sb;
+	char *path = xasprintf("%s/journal.db%s", statedir, suffix);
+	int64_t size = stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+
+	free(path);
+	return size;
+}
+
+Test(journal, body_is_stored_byte_for_byte)
+{
+	static const unsigned char odd[] = { 'x', 0, 0xff, 0xfe, 0xc3, 0x28,
+	    0, 0x80, '{', '}', 0 };
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+	struct journal_entry e = entry("m-odd", 1000), e2;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	e.body = odd;
+	e.body_len = sizeof odd;
+	e.occurred_ms = 0;
+	e.secret_index = 2;
+	e2 = entry("m-empty", 2000);
+	e2.body = "";
+	e2.body_len = 0;
+	begin(j);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	cr_assert_eq(put(j, &e2), JOURNAL_PUT_NEW);
+	commit(j);
+
+	db = peer_open(1);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT body, typeof(body), state,"
+	    " event_type, resource_id, occurred_ms, received_ms, secret_index,"
+	    " quarantine_reason, seq FROM webhooks WHERE message_id = 'm-odd'",
+	    -1, &st, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+	cr_assert_eq(sqlite3_column_bytes(st, 0), (int)sizeof odd);
+	cr_assert_arr_eq(sqlite3_column_blob(st, 0), odd, sizeof odd);
+	cr_assert_str_eq((const char *)sqlite3_column_text(st, 1), "blob");
+	cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), "received");
+	cr_assert_str_eq((const char *)sqlite3_column_text(st, 3),
+	    "card_payment_succeeded");
+	cr_assert_str_eq((const char *)sqlite3_column_text(st, 4),
+	    "hu20sqlact5260q2nanm0q8u93");
+	cr_assert_eq(sqlite3_column_type(st, 5), SQLITE_NULL,
+	    "unknown occurred_ms is NULL");
+	cr_assert_eq(sqlite3_column_int64(st, 6), 1000);
+	cr_assert_eq(sqlite3_column_int64(st, 7), 2);
+	cr_assert_eq(sqlite3_column_type(st, 8), SQLITE_NULL);
+	cr_assert_eq(sqlite3_column_type(st, 9), SQLITE_NULL);
+	sqlite3_finalize(st);
+	cr_assert_eq(peer_int(db, "SELECT length(body) FROM webhooks WHERE "
+	    "message_id = 'm-empty' AND typeof(body) = 'blob'"), 0);
+	sqlite3_close(db);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, quarantined_entry_keeps_reason_and_state)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry e = entry("q-abc", 1000);
+	sqlite3 *db;
+
+	e.event_type = NULL;
+	e.resource_id = NULL;
+	e.quarantine_reason = "body is not JSON";
+	begin(j);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	commit(j);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE "
+	    "message_id = 'q-abc' AND state = 'quarantined' AND "
+	    "quarantine_reason = 'body is not JSON' AND event_type IS NULL"),
+	    1);
+	sqlite3_close(db);
+	journal_free(j);
+}
+
+Test(journal, duplicate_message_id_is_not_inserted_twice)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry a = entry("m-1", 1000), b = entry("m-1", 5000);
+	struct journal_entry c = entry("m-2", 1000);
+	sqlite3 *db;
+
+	begin(j);
+	cr_assert_eq(put(j, &a), JOURNAL_PUT_NEW);
+	cr_assert_eq(put(j, &b), JOURNAL_PUT_DUPLICATE, "same batch");
+	cr_assert_eq(put(j, &c), JOURNAL_PUT_NEW);
+	commit(j);
+	begin(j);
+	cr_assert_eq(put(j, &b), JOURNAL_PUT_DUPLICATE, "later batch");
+	cr_assert_eq(put(j, &c), JOURNAL_PUT_DUPLICATE, "later batch");
+	commit(j);
+
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 2);
+	cr_assert_eq(peer_int(db, "SELECT received_ms FROM webhooks WHERE "
+	    "message_id = 'm-1'"), 1000, "the first copy is kept");
+	sqlite3_close(db);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, rollback_leaves_nothing_of_the_batch)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry a = entry("m-1", 1000), b = entry("m-2", 1000);
+
+	begin(j);
+	cr_assert_eq(put(j, &a), JOURNAL_PUT_NEW);
+	cr_assert_eq(put(j, &b), JOURNAL_PUT_NEW);
+	cr_assert(journal_in_transaction(j));
+	journal_rollback(j);
+	cr_assert_not(journal_in_transaction(j));
+	cr_assert_eq(rows(), 0);
+
+	begin(j);
+	cr_assert_eq(put(j, &a), JOURNAL_PUT_NEW, "rolled-back id is new");
+	commit(j);
+	cr_assert_not(journal_in_transaction(j));
+	cr_assert_eq(rows(), 1);
+	journal_free(j);
+}
+
+Test(journal, put_outside_a_batch_is_refused)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry a = entry("m-1", 1000);
+	char *cause = NULL;
+
+	cr_assert_eq(journal_put(j, &a, &cause), JOURNAL_PUT_ERROR);
+	cr_assert_not_null(cause);
+	free(cause);
+	cause = NULL;
+	cr_assert_eq(journal_commit(j, &cause), -1);
+	free(cause);
+	cr_assert_eq(rows(), 0);
+	journal_free(j);
+}
+
+Test(journal, entry_without_message_id_fails_the_batch)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry a = entry("m-1", 1000), bad = entry(NULL, 1000);
+	char *cause = NULL;
+
+	begin(j);
+	cr_assert_eq(put(j, &a), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_put(j, &bad, &cause), JOURNAL_PUT_ERROR);
+	free(cause);
+	cause = NULL;
+	cr_assert_eq(journal_commit(j, &cause), -1, "a failed batch cannot "
+	    "commit");
+	free(cause);
+	journal_rollback(j);
+	cr_assert_eq(rows(), 0);
+	journal_free(j);
+}
+
+/* Fill a max_bytes-limited journal until a batch fails; returns the rows
+ * committed before it. The failed batch has been rolled back. */
+static int64_t
+fill_until_full(struct journal *j, int64_t received_ms)
+{
+	struct journal_entry e;
+	char id[64], *cause = NULL;
+	int i, failed = 0;
+
+	for (i = 0; i < 100000 && !failed; i++) {
+		if (i % 64 == 0)
+			begin(j);
+		xsnprintf(id, sizeof id, "fill-%d", i);
+		e = entry(id, received_ms);
+		if (journal_put(j, &e, &cause) == JOURNAL_PUT_ERROR ||
+		    (i % 64 == 63 && journal_commit(j, &cause) != 0))
+			failed = 1;
+	}
+	cr_assert(failed, "the journal never filled up");
+	cr_assert_not_null(strstr(cause, "full"), "cause: %s", cause);
+	cr_log_info("full cause: %s", cause);
+	free(cause);
+	journal_rollback(j);
+	return rows();
+}
+
+static void
+put_one_batch(struct journal *j, const char *prefix)
+{
+	fill(j, prefix, 64, NOW_MS);
+}
+
+Test(journal, full_journal_fails_then_recovers_after_raising_the_limit)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 256 * 1024,
+	    0);
+	int64_t before;
+
+	before = fill_until_full(j, NOW_MS);
+	cr_assert_gt(before, 0);
+	cr_assert_eq(before % 64, 0, "no part of a failed batch remains");
+	journal_free(j);
+
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 1024 * 1024, 0);
+	put_one_batch(j, "after");
+	cr_assert_eq(rows(), before + 64);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, full_journal_recovers_after_prune_without_reopening)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 256 * 1024,
+	    0);
+	int64_t before, deleted = 0;
+	char *cause = NULL;
+	sqlite3 *db;
+
+	before = fill_until_full(j, NOW_MS - 5 * DAY_MS);
+	db = peer_open(0);
+	peer_exec(db, "UPDATE webhooks SET state = 'published', seq = id, "
+	    "published_ms = received_ms");
+	sqlite3_close(db);
+
+	cr_assert_eq(journal_prune(j, NOW_MS, &deleted, &cause), 0, "%s",
+	    cause);
+	cr_assert_eq(deleted, before);
+	put_one_batch(j, "after");
+	cr_assert_eq(rows(), 64);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, tiny_max_bytes_is_refused)
+{
+	struct journal_config cfg = { .dir = statedir, .max_bytes = 1000 };
+	char *cause = NULL;
+
+	cr_assert_null(journal_open(&cfg, &cause));
+	cr_assert_not_null(strstr(cause, "too small"), "%s", cause);
+	free(cause);
+}
+
+Test(journal, rows_survive_reopen)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+
+	fill(j, "m", 100, NOW_MS);
+	journal_free(j);
+	cr_assert_eq(file_size("-wal"), -1, "WAL checkpointed and removed");
+	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+	cr_assert_eq(rows(), 100);
+	fill(j, "n", 10, NOW_MS);
+	journal_free(j);
+	cr_assert_eq(rows(), 110);
+	assert_integrity();
+}
+
+Test(journal, committed_rows_survive_a_process_crash)
+{
+	struct journal *j;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 60000);
+		fill(j, "m", 200, NOW_MS);
+		begin(j);	/* left open: must vanish */
+		{
+			struct journal_entry e = entry("uncommitted", NOW_MS);
+			put(j, &e);
+		}
+		kill(getpid(), SIGKILL);	/* kill -9: no journal_free */
+		_exit(1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+	    "the child failed before the kill (status %d)", status);
+	cr_assert_gt(file_size("-wal"), 0, "rows are only in the WAL");
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	cr_assert_eq(rows(), 200);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, empty_database_is_migrated_to_current_version)
+{
+	struct journal *j;
+	sqlite3 *db;
+	char *path = db_path();
+	FILE *f;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	f = fopen(path, "w");	/* a zero-byte file is an empty database */
+	cr_assert_not_null(f);
+	fclose(f);
+	free(path);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"),
+	    journal_schema_version());
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM sqlite_schema WHERE "
+	    "name IN ('webhooks', 'webhooks_received_ms', "
+	    "'webhooks_unfinished')"), 3);
+	cr_assert_eq(peer_int(db, "SELECT journal_mode = 'wal' FROM "
+	    "pragma_journal_mode"), 1);
+	sqlite3_close(db);
+}
+
+Test(journal, version_zero_database_keeps_old_tables_when_migrated)
+{
+	struct journal *j;
+	sqlite3 *db;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	db = peer_open(0);
+	peer_exec(db, "CREATE TABLE legacy (x); INSERT INTO legacy VALUES (7)");
+	sqlite3_close(db);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	fill(j, "m", 3, NOW_MS);
+	journal_free(j);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"),
+	    journal_schema_version());
+	cr_assert_eq(peer_int(db, "SELECT x FROM legacy"), 7);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 3);
+	sqlite3_close(db);
+}
+
+Test(journal, failed_migration_changes_nothing)
+{
+	struct journal_config cfg = { .dir = statedir };
+	char *cause = NULL;
+	sqlite3 *db;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	db = peer_open(0);
+	peer_exec(db, "CREATE TABLE webhooks (x); INSERT INTO webhooks "
+	    "VALUES (1)");
+	sqlite3_close(db);
+	cr_assert_null(journal_open(&cfg, &cause));
+	cr_assert_not_null(strstr(cause, "migration to version 1"), "%s",
+	    cause);
+	cr_assert_not_null(strstr(cause, "already exists"), "%s", cause);
+	free(cause);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"), 0);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM sqlite_schema"), 1);
+	sqlite3_close(db);
+}
+
+Test(journal, database_from_a_newer_build_is_refused)
+{
+	struct journal_config cfg = { .dir = statedir };
+	struct journal *j;
+	char *cause = NULL, sql[64];
+	sqlite3 *db;
+
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	fill(j, "m", 5, NOW_MS);
+	journal_free(j);
+	db = peer_open(0);
+	xsnprintf(sql, sizeof sql, "PRAGMA user_version = %d",
+	    journal_schema_version() + 1);
+	peer_exec(db, sql);
+	sqlite3_close(db);
+
+	cr_assert_null(journal_open(&cfg, &cause));
+	cr_assert_not_null(strstr(cause, "newer than this build"), "%s", cause);
+	free(cause);
+	cr_assert_eq(rows(), 5, "the refused database is untouched");
+}
+
+Test(journal, foreign_database_is_refused)
+{
+	struct journal_config cfg = { .dir = statedir };
+	char *cause = NULL;
+	sqlite3 *db;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	db = peer_open(0);
+	peer_exec(db, "PRAGMA application_id = 42");
+	sqlite3_close(db);
+	cr_assert_null(journal_open(&cfg, &cause));
+	cr_assert_not_null(strstr(cause, "not a payhook journal"), "%s", cause);
+	free(cause);
+}
+
+Test(journal, symlinked_database_is_refused)
+{
+	struct journal_config cfg = { .dir = statedir };
+	char *path = db_path(), *target = xasprintf("%s/elsewhere.db", tmpdir);
+	char *cause = NULL;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_null(journal_open(&cfg, &cause));
+	cr_assert_not_null(cause);
+	cr_assert_eq(access(target, F_OK), -1, "nothing created via the link");
+	free(cause);
+	free(path);
+	free(target);
+}
+
+Test(journal, files_are_private_and_state_dir_is_created)
+{
+	struct journal *j;
+	struct stat sb;
+	char *path;
+
+	xsnprintf(statedir, sizeof statedir, "%s/a/b/state", tmpdir);
+	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+	fill(j, "m", 1, NOW_MS);
+	cr_assert_eq(stat(statedir, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0700);
+	path = db_path();
+	cr_assert_str_eq(journal_path(j), path);
+	cr_assert_eq(stat(path, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600);
+	free(path);
+	path = xasprintf("%s/journal.db-wal", statedir);
+	cr_assert_eq(stat(path, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600, "WAL mode %o", sb.st_mode);
+	free(path);
+	journal_free(j);
+}
+
+/* Mark rows with the peer connection, as later stages will. */
+static void
+insert_mix(struct journal *j)
+{
+	struct journal_entry e;
+	char id[32];
+	int i;
+	sqlite3 *db;
+
+	begin(j);
+	for (i = 0; i < 60; i++) {
+		xsnprintf(id, sizeof id, "old-%d", i);
+		e = entry(id, NOW_MS - 5 * DAY_MS);
+		if (i >= 50)
+			e.quarantine_reason = "bad";
+		put(j, &e);
+		xsnprintf(id, sizeof id, "new-%d", i);
+		e = entry(id, NOW_MS - DAY_MS);
+		put(j, &e);
+	}
+	commit(j);
+	db = peer_open(0);
+	/* old: 0-9 received, 10-19 checked, 20-49 published, 50-54
+	 * quarantined with seq (alerted), 55-59 quarantined without seq */
+	peer_exec(db, "UPDATE webhooks SET state = 'checked' WHERE "
+	    "message_id LIKE 'old-1_'");
+	peer_exec(db, "UPDATE webhooks SET state = 'published', seq = id, "
+	    "published_ms = received_ms WHERE message_id LIKE 'old-%' AND "
+	    "CAST(substr(message_id, 5) AS INTEGER) BETWEEN 20 AND 49");
+	peer_exec(db, "UPDATE webhooks SET seq = id WHERE message_id LIKE "
+	    "'old-5_' AND CAST(substr(message_id, 5) AS INTEGER) <= 54");
+	peer_exec(db, "UPDATE webhooks SET state = 'published', seq = id "
+	    "WHERE message_id LIKE 'new-%'");
+	sqlite3_close(db);
+}
+
+Test(journal, count_states_counts_each_state)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	int64_t c[JOURNAL_NSTATES];
+	char *cause = NULL;
+
+	cr_assert_eq(journal_count_states(j, c, &cause), 0, "%s", cause);
+	cr_assert(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
+	insert_mix(j);
+	cr_assert_eq(journal_count_states(j, c, &cause), 0, "%s", cause);
+	cr_assert_eq(c[JOURNAL_RECEIVED], 10);
+	cr_assert_eq(c[JOURNAL_CHECKED], 10);
+	cr_assert_eq(c[JOURNAL_PUBLISHED], 30 + 60);
+	cr_assert_eq(c[JOURNAL_QUARANTINED], 10);
+	cr_assert_str_eq(journal_state_name(JOURNAL_QUARANTINED),
+	    "quarantined");
+	cr_assert_str_eq(journal_state_name(JOURNAL_RECEIVED), "received");
+	journal_free(j);
+}
+
+Test(journal, prune_deletes_only_old_published_rows)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	int64_t deleted = -1;
+	char *cause = NULL;
+	sqlite3 *db;
+
+	insert_mix(j);
+	cr_assert_eq(journal_prune(j, NOW_MS, &deleted, &cause), 0, "%s",
+	    cause);
+	cr_assert_eq(deleted, 30 + 5);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE "
+	    "message_id LIKE 'old-%'"), 25);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE "
+	    "message_id LIKE 'old-%' AND (state = 'published' OR seq IS NOT "
+	    "NULL)"), 0);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE "
+	    "state IN ('received', 'checked')"), 20);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE "
+	    "message_id LIKE 'new-%'"), 60, "recent rows are kept");
+	sqlite3_close(db);
+	cr_assert_eq(journal_prune(j, NOW_MS, &deleted, &cause), 0);
+	cr_assert_eq(deleted, 0);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, prune_works_through_many_batches)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	int64_t deleted, total = 0;
+	char *cause = NULL;
+	sqlite3 *db;
+	int calls = 0;
+
+	fill(j, "m", 2500, NOW_MS - 5 * DAY_MS);
+	fill(j, "keep", 10, NOW_MS - 5 * DAY_MS);
+	db = peer_open(0);
+	peer_exec(db, "UPDATE webhooks SET state = 'published', seq = id "
+	    "WHERE message_id LIKE 'm-%'");
+	sqlite3_close(db);
+	do {
+		cr_assert_eq(journal_prune(j, NOW_MS, &deleted, &cause), 0,
+		    "%s", cause);
+		total += deleted;
+		calls++;
+	} while (deleted > 0 && calls < 100);
+	cr_assert_eq(total, 2500);
+	cr_assert_eq(rows(), 10);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, prune_is_refused_inside_a_batch)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	int64_t deleted;
+	char *cause = NULL;
+
+	begin(j);
+	cr_assert_eq(journal_prune(j, NOW_MS, &deleted, &cause), -1);
+	free(cause);
+	journal_rollback(j);
+	journal_free(j);
+}
+
+static void
+wait_for_checkpoints(struct journal *j, uint64_t n)
+{
+	int64_t deadline = util_mono_ms() + 10000;
+
+	while (journal_checkpoints(j) < n && util_mono_ms() < deadline)
+		usleep(5000);
+	cr_assert_geq(journal_checkpoints(j), n, "checkpoints: %llu",
+	    (unsigned long long)journal_checkpoints(j));
+}
+
+Test(journal, checkpointer_runs_periodically)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 20);
+	uint64_t before;
+
+	fill(j, "m", 100, NOW_MS);
+	before = journal_checkpoints(j);
+	fill(j, "n", 100, NOW_MS);
+	wait_for_checkpoints(j, before + 1);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, checkpointer_is_nudged_and_wal_is_reset_after_it)
+{
+	/* a period far longer than the test: only the nudge can trigger */
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0,
+	    3600 * 1000);
+	int64_t big, small;
+	struct journal_entry e;
+	char id[32];
+	uint64_t before;
+	int i;
+
+	before = journal_checkpoints(j);
+	begin(j);
+	for (i = 0; i < 5000; i++) {	/* ~7.5 MB in one commit */
+		xsnprintf(id, sizeof id, "m-%d", i);
+		e = entry(id, NOW_MS);
+		put(j, &e);
+	}
+	commit(j);
+	big = file_size("-wal");
+	cr_assert_gt(big, 6 * 1024 * 1024, "WAL %lld", (long long)big);
+	wait_for_checkpoints(j, before + 1);
+	fill(j, "after", 1, NOW_MS);	/* the writer restarts the WAL */
+	small = file_size("-wal");
+	cr_assert_lt(small, big / 2, "WAL %lld -> %lld", (long long)big,
+	    (long long)small);
+	cr_assert_eq(rows(), 5001);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, locked_database_fails_fast_then_recovers)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	struct journal_entry e = entry("m-1", NOW_MS);
+	char *cause = NULL;
+	int64_t t0, elapsed;
+	sqlite3 *db;
+
+	db = peer_open(0);
+	peer_exec(db, "BEGIN IMMEDIATE");
+	t0 = util_mono_ms();
+	cr_assert_eq(journal_begin(j, &cause), -1);
+	elapsed = util_mono_ms() - t0;
+	cr_assert_lt(elapsed, 500, "blocked %lld ms", (long long)elapsed);
+	cr_assert_not_null(strstr(cause, "locked"), "cause: %s", cause);
+	cr_log_info("locked after %lld ms: %s", (long long)elapsed, cause);
+	free(cause);
+	cause = NULL;
+	cr_assert_not(journal_in_transaction(j));
+	cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_ERROR,
+	    "no autocommit writes behind the caller's back");
+	free(cause);
+	peer_exec(db, "COMMIT");
+
+	begin(j);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	commit(j);
+	sqlite3_close(db);
+	cr_assert_eq(rows(), 1);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, open_reader_does_not_block_the_writer)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	sqlite3 *db;
+
+	fill(j, "m", 10, NOW_MS);
+	db = peer_open(1);
+	peer_exec(db, "BEGIN");
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 10);
+	fill(j, "n", 10, NOW_MS);
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 10,
+	    "the reader keeps its snapshot");
+	peer_exec(db, "COMMIT");
+	cr_assert_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 20);
+	sqlite3_close(db);
+	journal_free(j);
+}
+
+Test(journal, free_null_is_a_no_op)
+{
+	journal_free(NULL);
+	cr_assert_eq(journal_schema_version(), 1);
+}
+
+/* Timing of 10,000 rows of 1.5 KB in batches of 64; shown with --verbose. */
+static void
+time_batches(enum journal_durability d, const char *name)
+{
+	static int64_t lat[200];
+	struct journal *j = open_journal(d, 0, 0);
+	struct journal_entry e;
+	struct timespec a, b, c;
+	char id[32];
+	int i, n = 0, k;
+	int64_t t, us;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (i = 0; i < 10000; i++) {
+		if (i % 64 == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &c);
+			begin(j);
+		}
+		xsnprintf(id, sizeof id, "%s-%d", name, i);
+		e = entry(id, NOW_MS);
+		put(j, &e);
+		if (i % 64 == 63 || i == 9999) {
+			commit(j);
+			clock_gettime(CLOCK_MONOTONIC, &b);
+			lat[n++] = (b.tv_sec - c.tv_sec) * 1000000LL +
+			    (b.tv_nsec - c.tv_nsec) / 1000;
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+	for (i = 1; i < n; i++) {	/* insertion sort for percentiles */
+		t = lat[i];
+		for (k = i; k > 0 && lat[k - 1] > t; k--)
+			lat[k] = lat[k - 1];
+		lat[k] = t;
+	}
+	cr_log_info("%s: 10000 rows in %lld us (%lld rows/s); batch of 64: "
+	    "median %lld us, p99 %lld us, max %lld us", name, (long long)us,
+	    (long long)(us > 0 ? 10000LL * 1000000 / us : 0),
+	    (long long)lat[n / 2], (long long)lat[n * 99 / 100],
+	    (long long)lat[n - 1]);
+	cr_assert_eq(rows(), 10000);
+	journal_free(j);
+}
+
+Test(journal, ten_thousand_rows_commit_in_batches, .timeout = 120)
+{
+	time_batches(JOURNAL_DURABILITY_PROCESS, "process");
+	nftw(statedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	time_batches(JOURNAL_DURABILITY_FULL, "full");
+	assert_integrity();
+}
