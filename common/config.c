@@ -730,7 +730,8 @@ config_print_help(FILE *f)
 		const struct config_entry *e = &config_table[i];
 
 		fprintf(f, "  %-22s %-12s default %s\n      %s\n", e->name,
-		    config_type_name(e->type), *e->def ? e->def : "(unset)",
+		    config_type_name(e->type), *e->def ? e->def :
+		    (e->flags & CONFIG_REQUIRED) ? "(required)" : "(unset)",
 		    e->help);
 	}
 }
@@ -787,7 +788,8 @@ config_print_markdown(FILE *f)
 		const struct config_entry *e = &config_table[i];
 
 		fprintf(f, "| `%s` | %s%s%s | %s | %s%s |\n", e->name,
-		    *e->def ? "`" : "", *e->def ? e->def : "unset",
+		    *e->def ? "`" : "", *e->def ? e->def :
+		    (e->flags & CONFIG_REQUIRED) ? "required" : "unset",
 		    *e->def ? "`" : "",
 		    config_type_expect(e, expect, sizeof expect), e->help,
 		    (e->flags & CONFIG_SECRET) ? " **Secret file.**" : "");
