@@ -124,6 +124,23 @@ static const struct config_entry config_table[] = {
 	{ "cross_check", CONFIG_BOOL, "on", 0, 0, NULL, 0, OFF(cross_check),
 	  "Confirm every webhook with GET /v1/payments/{id}; off publishes "
 	  "with verdict skipped." },
+	{ "cross_check_give_up", CONFIG_DURATION, "24h", 60 * SEC, 30 * DAY,
+	  NULL, 0, OFF(cross_check_give_up_ms),
+	  "After failing to reach the API for this long, publish the event "
+	  "with verdict unverified instead of waiting longer." },
+	{ "api_pool_size", CONFIG_INT, "8", 1, 64, NULL, 0, OFF(api_pool_size),
+	  "Keep-alive connections to the API, and so the most requests in "
+	  "flight at once." },
+	{ "api_rate_limit", CONFIG_INT, "20", 1, 10000, NULL, 0,
+	  OFF(api_rate_limit),
+	  "Most API requests per second (token bucket); GOV.UK Pay "
+	  "rate-limits per account." },
+	{ "api_timeout", CONFIG_DURATION, "10s", SEC, 120 * SEC, NULL, 0,
+	  OFF(api_timeout_ms),
+	  "Time allowed for one API answer before it is retried." },
+	{ "api_connect_timeout", CONFIG_DURATION, "5s", SEC / 10, 60 * SEC, NULL,
+	  0, OFF(api_connect_timeout_ms),
+	  "Time allowed to connect (TCP and TLS) to the API." },
 	{ "publish_endpoint", CONFIG_ZMQ, "tcp://127.0.0.1:5556", 0, 0, NULL, 0,
 	  OFF(publish_endpoint), "ZeroMQ live feed (bound, XPUB)." },
 	{ "replay_endpoint", CONFIG_ZMQ, "tcp://127.0.0.1:5557", 0, 0, NULL, 0,

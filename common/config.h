@@ -32,6 +32,11 @@ struct config {
 	char	*api_key_file;
 	char	*api_ca_file;
 	int	 cross_check;
+	int64_t	 cross_check_give_up_ms;
+	int64_t	 api_pool_size;
+	int64_t	 api_rate_limit;
+	int64_t	 api_timeout_ms;
+	int64_t	 api_connect_timeout_ms;
 	char	*publish_endpoint;
 	char	*replay_endpoint;
 	char	*curve_secret_key_file;

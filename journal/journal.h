@@ -87,4 +87,115 @@ int	journal_prune(struct journal *, int64_t now_ms, int64_t *deleted,
 uint64_t journal_checkpoints(const struct journal *);
 const char *journal_state_name(enum journal_state);
 
+/* ------------------------------------------------------------------------
+ * The pipeline after ingest (journal/journal_pipeline.c). Main thread.
+ * Rows and events returned own their heap fields: free them with
+ * journal_rows_free() / journal_events_free().
+ */
+
+#define JOURNAL_KEY_MAX		80	/* message_id or "q-" + sha256 hex */
+
+struct journal_row {
+	int64_t		 id;
+	enum journal_state state;
+	char		 message_id[JOURNAL_KEY_MAX];
+	char		 event_type[65];	/* "" when quarantined */
+	char		 resource_id[27];	/* "" when quarantined */
+	int64_t		 occurred_ms;		/* 0 if unknown */
+	int64_t		 received_ms;
+	int		 secret_index;
+	char		*body;			/* raw webhook, NUL-terminated */
+	size_t		 body_len;
+	char		*quarantine_reason;	/* NULL unless quarantined */
+	int		 check_attempts;
+	int64_t		 next_check_ms;
+	char		*last_error;		/* last cross-check failure */
+	char		 verdict[16];		/* "" until checked */
+	char		*mismatches;		/* JSON array text, or NULL */
+	int		 api_status;		/* 0: no API answer kept */
+	char		*api_body;		/* the API's answer, or NULL */
+	size_t		 api_body_len;
+	int64_t		 checked_ms;
+	int64_t		 seq;			/* 0: no event yet */
+};
+
+/* What the cross-check decided for a row (strings are borrowed). */
+struct journal_verdict {
+	const char	*verdict;	/* confirmed mismatch not_found skipped
+					   unverified */
+	const char	*mismatches;	/* JSON array of field names, or NULL */
+	int		 api_status;	/* HTTP status of the answer, 0: none */
+	const void	*api_body;	/* the answer compared, or NULL */
+	size_t		 api_body_len;
+};
+
+/* A published (or assigned, not yet sent) event. */
+struct journal_event {
+	int64_t		 seq;
+	int64_t		 row_id;
+	char		 topic[48];
+	char		*json;		/* NUL-terminated */
+	size_t		 len;
+};
+
+void	journal_rows_free(struct journal_row *, size_t n);
+void	journal_events_free(struct journal_event *, size_t n);
+/* One row by id (*found 0 if gone). */
+int	journal_get_row(struct journal *, int64_t id, struct journal_row *,
+	    int *found, char **cause);
+
+/* Cross-check stage: rows 'received' with next_check_ms <= now, oldest
+ * first, at most max. */
+int	journal_due_checks(struct journal *, int64_t now_ms, size_t max,
+	    struct journal_row **rows, size_t *n, char **cause);
+/* Earliest next_check_ms of any 'received' row; *ms = -1 when none. */
+int	journal_next_check_at(struct journal *, int64_t *ms, char **cause);
+/* received -> checked, keeping the verdict and the API's answer. */
+int	journal_set_verdict(struct journal *, int64_t id,
+	    const struct journal_verdict *, int64_t now_ms, char **cause);
+/* Stay 'received': attempts + 1, next try at next_ms, remember error. */
+int	journal_defer_check(struct journal *, int64_t id, int64_t next_ms,
+	    const char *error, char **cause);
+
+/* Publish stage: rows that need an event ('checked', or 'quarantined'
+ * with no seq yet), by id, at most max. */
+int	journal_rows_to_publish(struct journal *, size_t max,
+	    struct journal_row **rows, size_t *n, char **cause);
+/* *yes = 1 when resource_id already has an event for a webhook that
+ * occurred after occurred_ms (the new one arrives out of order). */
+int	journal_later_event_exists(struct journal *, const char *resource_id,
+	    int64_t occurred_ms, int *yes, char **cause);
+/* In one transaction: the next seq (previous + 1, never reused, even after
+ * pruning), the event row (topic + JSON, exactly what will be sent) and
+ * the webhook row's seq. */
+int	journal_add_event(struct journal *, int64_t row_id, const char *topic,
+	    const char *json, size_t len, int64_t now_ms, int64_t *seq,
+	    char **cause);
+/* Events assigned but not yet confirmed sent with seq > after, in order. */
+int	journal_unsent_events(struct journal *, int64_t after, size_t max,
+	    struct journal_event **events, size_t *n, char **cause);
+/* Events up to seq were sent: mark them and their rows published
+ * ('checked' rows become 'published'; quarantined rows stay). */
+int	journal_mark_published(struct journal *, int64_t upto_seq,
+	    int64_t now_ms, char **cause);
+/* Highest seq assigned (0 if none); highest seq marked published. */
+int	journal_head_seq(struct journal *, int64_t *assigned,
+	    int64_t *published, char **cause);
+
+/* Replay reader: its own read-only connection, for the bus thread. */
+struct journal_reader;
+
+typedef int (*journal_event_fn)(void *arg, int64_t seq, const char *topic,
+	    const char *json, size_t len);
+struct journal_reader *journal_reader_open(const char *dir, char **cause);
+void	journal_reader_free(struct journal_reader *);
+/*
+ * Call fn for each event with seq >= from whose topic starts with prefix
+ * (NULL or "": all), in seq order, at most max; fn returning non-zero stops.
+ * *head gets the highest seq assigned. 0/-1 with *cause.
+ */
+int	journal_reader_range(struct journal_reader *, int64_t from, size_t max,
+	    const char *prefix, journal_event_fn fn, void *arg, int64_t *head,
+	    char **cause);
+
 #endif

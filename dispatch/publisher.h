@@ -1,0 +1,29 @@
+/*
+ * publisher.h: the checked -> published stage. Normalises each checked (or
+ * quarantined) row into a payhook.payment_event.v1, assigns its seq in the
+ * journal and hands it to the bus thread, which owns every ZeroMQ socket
+ * (live feed, replay, ZAP). Rows are marked published once the bus thread
+ * has sent them. Main-thread API; the bus thread lives in bus.c.
+ */
+#ifndef PAYHOOK_PUBLISHER_H
+#define PAYHOOK_PUBLISHER_H
+
+struct event_base;
+struct config;
+struct journal;
+struct publisher;
+
+/* Bind the endpoints (CURVE + ZAP when configured) and start the bus. */
+struct publisher *publisher_new(struct event_base *, const struct config *,
+	    struct journal *, char **cause);
+/* Stop the bus thread (linger bounded) and free. NULL: no-op. */
+void	publisher_free(struct publisher *);
+/* Rows became checked: publish what is ready. */
+void	publisher_wake(struct publisher *);
+/* For /readyz: 0 with a reason when the bus is not running. */
+int	publisher_ready(void *publisher, const char **why);
+/* The endpoints actually bound (after tcp://...:* resolution). */
+const char *publisher_feed_endpoint(const struct publisher *);
+const char *publisher_replay_endpoint(const struct publisher *);
+
+#endif
