@@ -37,13 +37,20 @@ enum server_outcome {
 	SERVER_FAILED,		/* the batch could not be stored: 503 */
 };
 
+/* A verified webhook waiting for the group commit. The body stays in the
+ * request's input buffer (untouched until the reply). */
 struct server_pending {
 	struct evhttp_request	*req;
 	enum server_outcome	 outcome;
 	int			 secret;
-	char			 event_id[WEBHOOK_ID_MAX + 1];
+	const unsigned char	*body;
+	size_t			 len;
+	int64_t			 received_ms;
+	int64_t			 occurred_ms;
+	char			 key[JOURNAL_KEY_MAX];	/* message id or q- */
 	char			 payment_id[WEBHOOK_ID_MAX + 1];
 	char			 event_type[WEBHOOK_EVENT_TYPE_MAX + 1];
+	char			 reason[WEBHOOK_REASON_MAX];
 };
 
 /* Statuses counted by payhook_http_requests_total. */
@@ -70,13 +77,9 @@ struct server {
 	server_commit_fn	 commit_cb;
 	void			*commit_arg;
 
-	/* The open batch (group commit). */
+	/* Webhooks read in this loop pass, committed together. */
 	struct server_pending	*batch;
 	size_t			 nbatch, batch_cap;
-	int			 batch_open;
-	int			 batch_failed;
-	char			*batch_cause;
-	int64_t			 batch_started_ns;
 
 	struct metric_counter	 m_status[SERVER_NSTATUS];
 	struct metric_counter	 m_webhooks[3];
@@ -223,24 +226,14 @@ server_signature_header(struct evhttp_request *req, const char **value)
 	return n > 1 ? 2 : n;
 }
 
-static void
-server_commit_cb(evutil_socket_t fd, short what, void *arg);
-
 static struct server_pending *
 server_batch_add(struct server *s, struct evhttp_request *req)
 {
 	struct server_pending *p;
-	char *cause = NULL;
 
-	if (!s->batch_open) {
-		s->batch_open = 1;
-		s->batch_started_ns = server_mono_ns();
-		if (journal_begin(s->journal, &cause) != 0) {
-			s->batch_failed = 1;
-			s->batch_cause = cause;
-		}
+	/* The commit runs after every callback already active in this pass. */
+	if (s->nbatch == 0)
 		event_active(s->commit_ev, EV_TIMEOUT, 0);
-	}
 	if (s->nbatch == s->batch_cap) {
 		s->batch_cap = s->batch_cap == 0 ? 64 : s->batch_cap * 2;
 		s->batch = xreallocarray(s->batch, s->batch_cap,
@@ -250,30 +243,6 @@ server_batch_add(struct server *s, struct evhttp_request *req)
 	memset(p, 0, sizeof *p);
 	p->req = req;
 	return p;
-}
-
-static void
-server_store(struct server *s, struct server_pending *p,
-    const struct journal_entry *e)
-{
-	char *cause = NULL;
-
-	if (s->batch_failed) {
-		p->outcome = SERVER_FAILED;
-		return;
-	}
-	switch (journal_put(s->journal, e, &cause)) {
-	case JOURNAL_PUT_NEW:
-		break;
-	case JOURNAL_PUT_DUPLICATE:
-		p->outcome = SERVER_DUPLICATE;
-		break;
-	case JOURNAL_PUT_ERROR:
-		p->outcome = SERVER_FAILED;
-		s->batch_failed = 1;
-		s->batch_cause = cause;
-		break;
-	}
 }
 
 static void
@@ -291,37 +260,27 @@ static void
 server_webhook(struct server *s, struct evhttp_request *req, int secret,
     const unsigned char *body, size_t len)
 {
-	char reason[WEBHOOK_REASON_MAX], qid[80];
 	struct server_pending *p;
-	struct journal_entry e;
 	struct webhook wh;
 
-	memset(&e, 0, sizeof e);
-	e.received_ms = util_now_ms();
-	e.secret_index = secret;
-	e.body = body;
-	e.body_len = len;
 	p = server_batch_add(s, req);
 	p->secret = secret;
-	if (webhook_parse(s->parser, (const char *)body, len, &wh, reason) ==
-	    0) {
-		e.message_id = wh.message_id;
-		e.event_type = wh.event_type;
-		e.resource_id = wh.resource_id;
-		e.occurred_ms = wh.created_ms;
-		memcpy(p->event_id, wh.message_id, sizeof p->event_id);
+	p->body = body;
+	p->len = len;
+	p->received_ms = util_now_ms();
+	if (webhook_parse(s->parser, (const char *)body, len, &wh,
+	    p->reason) == 0) {
+		memcpy(p->key, wh.message_id, sizeof wh.message_id);
 		memcpy(p->payment_id, wh.resource_id, sizeof p->payment_id);
 		memcpy(p->event_type, wh.event_type, sizeof p->event_type);
+		p->occurred_ms = wh.created_ms;
 		p->outcome = SERVER_ACCEPTED;
 	} else {
-		server_quarantine_id(body, len, qid, sizeof qid);
-		e.message_id = qid;
-		e.quarantine_reason = reason;
+		server_quarantine_id(body, len, p->key, sizeof p->key);
 		p->outcome = SERVER_QUARANTINED;
-		log_warn("webhook_quarantined", "key=%.18s reason=\"%s\"", qid,
-		    reason);
+		log_warn("webhook_quarantined", "key=%.18s reason=\"%s\"",
+		    p->key, p->reason);
 	}
-	server_store(s, p, &e);
 }
 
 static void
@@ -420,10 +379,58 @@ server_answer(struct server *s, const struct server_pending *p)
 	metric_inc(&s->m_webhooks[p->outcome]);
 	if (p->outcome != SERVER_QUARANTINED)
 		log_debug("webhook", "result=%s event_id=%s payment_id=%s "
-		    "event_type=%s secret=%d", names[p->outcome], p->event_id,
+		    "event_type=%s secret=%d", names[p->outcome], p->key,
 		    p->payment_id, p->event_type, p->secret);
 }
 
+/* Store the whole batch in one transaction; 0, or -1 and *cause. */
+static int
+server_store_batch(struct server *s, char **cause)
+{
+	struct server_pending *p;
+	struct journal_entry e;
+	size_t i;
+
+	if (journal_begin(s->journal, cause) != 0)
+		return -1;
+	for (i = 0; i < s->nbatch; i++) {
+		p = &s->batch[i];
+		memset(&e, 0, sizeof e);
+		e.message_id = p->key;
+		e.received_ms = p->received_ms;
+		e.secret_index = p->secret;
+		e.body = p->body;
+		e.body_len = p->len;
+		if (p->outcome == SERVER_QUARANTINED)
+			e.quarantine_reason = p->reason;
+		else {
+			e.event_type = p->event_type;
+			e.resource_id = p->payment_id;
+			e.occurred_ms = p->occurred_ms;
+		}
+		switch (journal_put(s->journal, &e, cause)) {
+		case JOURNAL_PUT_NEW:
+			break;
+		case JOURNAL_PUT_DUPLICATE:
+			p->outcome = SERVER_DUPLICATE;
+			break;
+		case JOURNAL_PUT_ERROR:
+			journal_rollback(s->journal);
+			return -1;
+		}
+	}
+	if (journal_commit(s->journal, cause) != 0) {
+		journal_rollback(s->journal);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The group commit: everything read in this loop pass goes into one
+ * transaction, opened and closed here so no other callback ever runs with
+ * it open. Each webhook is answered only after COMMIT returned.
+ */
 static void
 server_commit_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -433,24 +440,21 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 	size_t i;
 	int fresh = 0;
 
+	if (s->nbatch == 0)
+		return;
 	t0 = server_mono_ns();
-	if (!s->batch_failed && journal_commit(s->journal, &cause) != 0) {
-		s->batch_failed = 1;
-		s->batch_cause = cause;
-	}
-	t1 = server_mono_ns();
-	if (s->batch_failed) {
-		if (journal_in_transaction(s->journal))
-			journal_rollback(s->journal);
+	if (server_store_batch(s, &cause) != 0) {
 		metric_inc(&s->m_commit_failed);
 		if (s->journal_ok || server_may_warn(s))
 			log_error("journal_commit_failed", "rows=%zu "
-			    "error=\"%s\"", s->nbatch, s->batch_cause ?
-			    s->batch_cause : "unknown");
+			    "error=\"%s\"", s->nbatch, cause ? cause :
+			    "unknown");
+		free(cause);
 		s->journal_ok = 0;
 		for (i = 0; i < s->nbatch; i++)
 			s->batch[i].outcome = SERVER_FAILED;
 	} else {
+		t1 = server_mono_ns();
 		if (!s->journal_ok)
 			log_info("journal_recovered", "rows=%zu", s->nbatch);
 		s->journal_ok = 1;
@@ -464,10 +468,6 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 		server_answer(s, &s->batch[i]);
 	}
 	s->nbatch = 0;
-	s->batch_open = 0;
-	s->batch_failed = 0;
-	free(s->batch_cause);
-	s->batch_cause = NULL;
 	if (fresh > 0 && s->commit_cb != NULL)
 		s->commit_cb(s->commit_arg, fresh);
 }
@@ -568,8 +568,7 @@ server_free(struct server *s)
 {
 	if (s == NULL)
 		return;
-	if (s->batch_open)
-		server_commit_cb(-1, 0, s);
+	server_commit_cb(-1, 0, s);
 	if (s->http != NULL)
 		evhttp_free(s->http);
 	listener_free(s->listener);
@@ -580,7 +579,6 @@ server_free(struct server *s)
 		evbuffer_free(s->reply);
 	webhook_parser_free(s->parser);
 	free(s->batch);
-	free(s->batch_cause);
 	free(s);
 }
 
