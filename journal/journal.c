@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "journal/journal.h"
+#include "journal/journal_int.h"
 
 #define JOURNAL_FILE		"journal.db"
 #define JOURNAL_APP_ID		0x70617968	/* "payh" */
@@ -62,6 +63,33 @@ static const char *journal_migrations[] = {
 	" WHERE state IN ('received','checked');"
 	"CREATE INDEX webhooks_quarantined ON webhooks (received_ms)"
 	" WHERE state = 'quarantined';",
+	/* 2: cross-check results and published events (seq). */
+	"ALTER TABLE webhooks ADD COLUMN check_attempts INTEGER NOT NULL"
+	" DEFAULT 0;"
+	"ALTER TABLE webhooks ADD COLUMN next_check_ms INTEGER NOT NULL"
+	" DEFAULT 0;"
+	"ALTER TABLE webhooks ADD COLUMN last_error TEXT;"
+	"ALTER TABLE webhooks ADD COLUMN verdict TEXT;"
+	"ALTER TABLE webhooks ADD COLUMN mismatches TEXT;"
+	"ALTER TABLE webhooks ADD COLUMN api_status INTEGER;"
+	"ALTER TABLE webhooks ADD COLUMN api_body BLOB;"
+	"ALTER TABLE webhooks ADD COLUMN checked_ms INTEGER;"
+	/* AUTOINCREMENT: a seq is never reused, even after pruning. */
+	"CREATE TABLE events ("
+	" seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" row_id INTEGER NOT NULL,"
+	" topic TEXT NOT NULL,"
+	" json BLOB NOT NULL,"
+	" created_ms INTEGER NOT NULL,"
+	" published_ms INTEGER);"
+	"CREATE INDEX events_unsent ON events (seq) WHERE published_ms IS NULL;"
+	"CREATE INDEX events_row ON events (row_id);"
+	"CREATE INDEX webhooks_due ON webhooks (next_check_ms, id)"
+	" WHERE state = 'received';"
+	"CREATE INDEX webhooks_to_publish ON webhooks (id)"
+	" WHERE seq IS NULL AND state IN ('checked','quarantined');"
+	"CREATE INDEX webhooks_resource ON webhooks (resource_id, occurred_ms)"
+	" WHERE seq IS NOT NULL;",
 };
 
 static const char *journal_state_names[JOURNAL_NSTATES] = {
@@ -92,33 +120,8 @@ static const char journal_prune_sql[] =
 	"  OR (state = 'quarantined' AND seq IS NOT NULL))"
 	" LIMIT ?2)";
 
-struct journal {
-	char		*path;
-	int64_t		 retention_ms;
-	int		 checkpoint_ms;
 
-	sqlite3		*db;		/* write connection, main thread */
-	sqlite3_stmt	*insert;
-	sqlite3_stmt	*count;
-	sqlite3_stmt	*prune;
-	int		 in_txn;	/* journal_begin() succeeded */
-	int		 txn_failed;	/* a put failed: only rollback now */
-	int		 nudge_frames;	/* WAL growth that triggers a nudge */
-	int		 nudge_base;	/* WAL frames at the last nudge */
-
-	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
-	pthread_t	 ckpt_thread;
-	int		 ckpt_started;
-	int		 sync_inited;
-	pthread_mutex_t	 lock;		/* protects stop and nudged */
-	pthread_cond_t	 cond;
-	int		 stop;
-	int		 nudged;
-	atomic_int	 wal_dirty;	/* commits since the last checkpoint */
-	_Atomic uint64_t checkpoints;
-};
-
-static void
+void
 journal_cause(char **cause, sqlite3 *db, const char *what)
 {
 	*cause = xasprintf("%s: %s (sqlite code %d)", what, sqlite3_errmsg(db),
@@ -161,7 +164,7 @@ out:
 	return ret;
 }
 
-static int
+int
 journal_exec(sqlite3 *db, const char *sql, const char *what, char **cause)
 {
 	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
@@ -173,7 +176,7 @@ journal_exec(sqlite3 *db, const char *sql, const char *what, char **cause)
 
 /* ROLLBACK if SQLite still has a transaction open (it may have rolled back
  * by itself after SQLITE_FULL or an I/O error). */
-static void
+void
 journal_abort_txn(sqlite3 *db, const char *what)
 {
 	if (sqlite3_get_autocommit(db))
@@ -424,7 +427,7 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 	return 0;
 }
 
-static int
+int
 journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
     char **cause)
 {
@@ -610,6 +613,7 @@ journal_free(struct journal *j)
 				log_warn("journal_final_checkpoint",
 				    "error=\"%s\"", sqlite3_errmsg(j->db));
 		}
+		journal_pipeline_free(j);
 		sqlite3_finalize(j->insert);
 		sqlite3_finalize(j->count);
 		sqlite3_finalize(j->prune);
@@ -793,6 +797,8 @@ journal_prune(struct journal *j, int64_t now_ms, int64_t *deleted,
 		    util_mono_ms() - start >= JOURNAL_PRUNE_BUDGET_MS)
 			break;
 	}
+	if (journal_prune_events(j, now_ms - j->retention_ms, cause) != 0)
+		goto out;
 	ret = 0;
 out:
 	sqlite3_reset(j->prune);

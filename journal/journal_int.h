@@ -1,0 +1,57 @@
+/*
+ * journal_int.h: the journal's insides, shared by journal.c (open, ingest,
+ * checkpoints) and journal_pipeline.c (cross-check, events, replay). Not
+ * for use outside journal/. Main thread, except the checkpointer fields.
+ */
+#ifndef PAYHOOK_JOURNAL_INT_H
+#define PAYHOOK_JOURNAL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+struct journal_pipe;
+
+struct journal {
+	char		*path;
+	int64_t		 retention_ms;
+	int		 checkpoint_ms;
+
+	sqlite3		*db;		/* write connection, main thread */
+	sqlite3_stmt	*insert;
+	sqlite3_stmt	*count;
+	sqlite3_stmt	*prune;
+	int		 in_txn;	/* journal_begin() succeeded */
+	int		 txn_failed;	/* a put failed: only rollback now */
+	int		 nudge_frames;	/* WAL growth that triggers a nudge */
+	int		 nudge_base;	/* WAL frames at the last nudge */
+
+	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
+	pthread_t	 ckpt_thread;
+	int		 ckpt_started;
+	int		 sync_inited;
+	pthread_mutex_t	 lock;		/* protects stop and nudged */
+	pthread_cond_t	 cond;
+	int		 stop;
+	int		 nudged;
+	atomic_int	 wal_dirty;	/* commits since the last checkpoint */
+	_Atomic uint64_t checkpoints;
+
+	struct journal_pipe *pipe;	/* journal_pipeline.c's statements */
+};
+
+void	journal_cause(char **cause, sqlite3 *db, const char *what);
+int	journal_exec(sqlite3 *db, const char *sql, const char *what,
+	    char **cause);
+void	journal_abort_txn(sqlite3 *db, const char *what);
+int	journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
+	    char **cause);
+/* Delete published events created before cutoff_ms (bounded). */
+int	journal_prune_events(struct journal *j, int64_t cutoff_ms,
+	    char **cause);
+/* Finalise the pipeline's prepared statements (before sqlite3_close). */
+void	journal_pipeline_free(struct journal *j);
+
+#endif

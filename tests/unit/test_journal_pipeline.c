@@ -1,0 +1,397 @@
+/*
+ * test_journal_pipeline.c: the journal after ingest: cross-check
+ * bookkeeping, seq assignment (strictly +1, never reused, survives restarts
+ * and pruning), publish marks, the replay reader, and migration from v1.
+ */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+
+static char dir[64];
+
+static int
+rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+setup(void)
+{
+	xsnprintf(dir, sizeof dir, "/tmp/payhook-jp-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void
+teardown(void)
+{
+	nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(journal_pipeline, .init = setup, .fini = teardown);
+
+static struct journal *
+open_j(int64_t retention_ms)
+{
+	struct journal_config jc = { .dir = dir,
+	    .durability = JOURNAL_DURABILITY_PROCESS,
+	    .retention_ms = retention_ms };
+	char *cause = NULL;
+	struct journal *j = journal_open(&jc, &cause);
+
+	cr_assert_not_null(j, "%s", cause ? cause : "");
+	return j;
+}
+
+/* Store n webhooks (ids m0.., payment p, occurred at i*1000). */
+static void
+put_n(struct journal *j, int n, const char *quarantine)
+{
+	struct journal_entry e;
+	char id[32], *cause = NULL;
+	int i;
+
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	for (i = 0; i < n; i++) {
+		memset(&e, 0, sizeof e);
+		xsnprintf(id, sizeof id, "%sm%d", quarantine ? "q-" : "", i);
+		e.message_id = id;
+		e.event_type = quarantine ? NULL : "card_payment_succeeded";
+		e.resource_id = quarantine ? NULL : "hu20sqlact5260q2nanm0q8u93";
+		e.occurred_ms = (i + 1) * 1000;
+		e.received_ms = 1000000 + i;
+		e.secret_index = 1;
+		e.body = "{\"x\":1}";
+		e.body_len = 7;
+		e.quarantine_reason = quarantine;
+		cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW);
+	}
+	cr_assert_eq(journal_commit(j, &cause), 0);
+}
+
+Test(journal_pipeline, due_checks_then_verdict_moves_row_to_checked)
+{
+	struct journal *j = open_j(0);
+	struct journal_verdict v = { .verdict = "confirmed",
+	    .mismatches = "[]", .api_status = 200, .api_body = "{\"a\":1}",
+	    .api_body_len = 7 };
+	struct journal_row *rows, row;
+	char *cause = NULL;
+	size_t n;
+	int found;
+
+	put_n(j, 3, NULL);
+	cr_assert_eq(journal_due_checks(j, 5000, 10, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 3);
+	cr_expect_str_eq(rows[0].message_id, "m0");
+	cr_expect_str_eq(rows[0].body, "{\"x\":1}");
+	cr_expect_eq(rows[0].state, JOURNAL_RECEIVED);
+	cr_expect_eq(rows[0].occurred_ms, 1000);
+	cr_assert_eq(journal_set_verdict(j, rows[0].id, &v, 77, &cause), 0);
+	/* A second verdict for the same row is refused: it is not received. */
+	cr_expect_eq(journal_set_verdict(j, rows[0].id, &v, 78, &cause), -1);
+	free(cause);
+	cause = NULL;
+	cr_assert_eq(journal_get_row(j, rows[0].id, &row, &found, &cause), 0);
+	cr_assert(found);
+	cr_expect_eq(row.state, JOURNAL_CHECKED);
+	cr_expect_str_eq(row.verdict, "confirmed");
+	cr_expect_eq(row.api_status, 200);
+	cr_expect_eq(row.api_body_len, 7);
+	cr_expect_eq(row.checked_ms, 77);
+	journal_rows_free(rows, n);
+	free(row.body);
+	free(row.mismatches);
+	free(row.api_body);
+	journal_free(j);
+}
+
+Test(journal_pipeline, deferred_check_waits_until_due_and_counts_attempts)
+{
+	struct journal *j = open_j(0);
+	struct journal_row *rows;
+	char *cause = NULL;
+	int64_t at;
+	size_t n;
+
+	put_n(j, 1, NULL);
+	cr_assert_eq(journal_due_checks(j, 1, 10, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(journal_defer_check(j, rows[0].id, 9000, "timeout",
+	    &cause), 0);
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_due_checks(j, 8999, 10, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0);
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_next_check_at(j, &at, &cause), 0);
+	cr_expect_eq(at, 9000);
+	cr_assert_eq(journal_due_checks(j, 9000, 10, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(rows[0].check_attempts, 1);
+	cr_expect_str_eq(rows[0].last_error, "timeout");
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
+
+static void
+check_all(struct journal *j)
+{
+	struct journal_verdict v = { .verdict = "skipped" };
+	struct journal_row *rows;
+	char *cause = NULL;
+	size_t i, n;
+
+	cr_assert_eq(journal_due_checks(j, INT64_MAX, 1000, &rows, &n, &cause),
+	    0);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(journal_set_verdict(j, rows[i].id, &v, 1, &cause),
+		    0);
+	journal_rows_free(rows, n);
+}
+
+Test(journal_pipeline, seq_is_strictly_plus_one_and_survives_restart_and_prune)
+{
+	struct journal *j = open_j(1);
+	struct journal_row *rows;
+	char *cause = NULL;
+	int64_t seq, head, pub, deleted;
+	size_t i, n;
+
+	put_n(j, 5, NULL);
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(journal_begin(j, &cause), 0);	/* batched */
+	for (i = 0; i < n; i++) {
+		cr_assert_eq(journal_add_event(j, rows[i].id, "payment.succeeded",
+		    "{}", 2, 5, &seq, &cause), 0);
+		cr_expect_eq(seq, (int64_t)i + 1);
+	}
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	/* A row that already has a seq cannot get another. */
+	cr_expect_eq(journal_add_event(j, rows[0].id, "payment.succeeded", "{}",
+	    2, 5, &seq, &cause), -1);
+	free(cause);
+	cause = NULL;
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_mark_published(j, 5, 10, &cause), 0);
+	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+	cr_expect_eq(head, 5);
+	cr_expect_eq(pub, 5);
+	/* Retention 1 ms: everything published is pruned, rows and events. */
+	cr_assert_eq(journal_prune(j, 3000000, &deleted, &cause), 0);
+	cr_expect_eq(deleted, 5);
+	journal_free(j);
+
+	j = open_j(0);
+	put_n(j, 1, NULL);
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(journal_add_event(j, rows[0].id, "payment.succeeded",
+	    "{}", 2, 5, &seq, &cause), 0);
+	cr_expect_eq(seq, 6, "never reused after pruning and a restart");
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
+
+Test(journal_pipeline, unsent_events_are_found_after_a_crash_and_marked_in_order)
+{
+	struct journal *j = open_j(0);
+	struct journal_event *ev;
+	struct journal_row *rows;
+	char *cause = NULL, json[32];
+	int64_t seq;
+	size_t i, n;
+
+	put_n(j, 4, NULL);
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	for (i = 0; i < n; i++) {
+		xsnprintf(json, sizeof json, "{\"n\":%zu}", i);
+		cr_assert_eq(journal_add_event(j, rows[i].id, "payment.captured",
+		    json, strlen(json), 5, &seq, &cause), 0);
+	}
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_mark_published(j, 2, 10, &cause), 0);
+	journal_free(j);		/* "crash" after sending seq 1-2 */
+
+	j = open_j(0);
+	cr_assert_eq(journal_unsent_events(j, 0, 10, &ev, &n, &cause), 0);
+	cr_assert_eq(n, 2);
+	cr_expect_eq(ev[0].seq, 3);
+	cr_expect_str_eq(ev[0].json, "{\"n\":2}", "stored content, unchanged");
+	cr_expect_str_eq(ev[1].topic, "payment.captured");
+	journal_events_free(ev, n);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0, "rows with a seq are not published twice");
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_mark_published(j, 4, 11, &cause), 0);
+	{
+		int64_t c[JOURNAL_NSTATES];
+
+		cr_assert_eq(journal_count_states(j, c, &cause), 0);
+		cr_expect_eq(c[JOURNAL_PUBLISHED], 4);
+		cr_expect_eq(c[JOURNAL_CHECKED], 0);
+	}
+	journal_free(j);
+}
+
+Test(journal_pipeline, quarantined_rows_get_one_alert_event_and_stay_quarantined)
+{
+	struct journal *j = open_j(0);
+	struct journal_row *rows, row;
+	char *cause = NULL;
+	int64_t seq;
+	size_t n;
+	int found;
+
+	put_n(j, 1, "body: invalid JSON");
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(rows[0].state, JOURNAL_QUARANTINED);
+	cr_expect_str_eq(rows[0].quarantine_reason, "body: invalid JSON");
+	cr_assert_eq(journal_add_event(j, rows[0].id, "alert.quarantined", "{}",
+	    2, 5, &seq, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, seq, 10, &cause), 0);
+	cr_assert_eq(journal_get_row(j, rows[0].id, &row, &found, &cause), 0);
+	cr_expect_eq(row.state, JOURNAL_QUARANTINED);
+	cr_expect_eq(row.seq, seq);
+	free(row.body);
+	free(row.quarantine_reason);
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0);
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
+
+Test(journal_pipeline, later_event_detects_out_of_order_arrival)
+{
+	struct journal *j = open_j(0);
+	struct journal_row *rows;
+	char *cause = NULL;
+	int64_t seq;
+	size_t n;
+	int yes;
+
+	put_n(j, 2, NULL);	/* occurred at 1000 and 2000 */
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_assert_eq(journal_add_event(j, rows[1].id, "payment.succeeded",
+	    "{}", 2, 5, &seq, &cause), 0);
+	cr_assert_eq(journal_later_event_exists(j, rows[0].resource_id,
+	    rows[0].occurred_ms, &yes, &cause), 0);
+	cr_expect_eq(yes, 1, "the 2000 event was published before the 1000");
+	cr_assert_eq(journal_later_event_exists(j, rows[1].resource_id, 2000,
+	    &yes, &cause), 0);
+	cr_expect_eq(yes, 0);
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
+
+struct collect {
+	int64_t	seqs[16];
+	int	n;
+	int	stop_after;
+};
+
+static int
+collect_cb(void *arg, int64_t seq, const char *topic, const char *json,
+    size_t len)
+{
+	struct collect *c = arg;
+
+	c->seqs[c->n++] = seq;
+	return c->stop_after && c->n >= c->stop_after;
+}
+
+Test(journal_pipeline, reader_serves_ranges_with_prefix_filter_and_head)
+{
+	struct journal *j = open_j(0);
+	struct journal_reader *r;
+	struct journal_row *rows;
+	struct collect c;
+	char *cause = NULL;
+	int64_t seq, head;
+	size_t i, n;
+
+	put_n(j, 6, NULL);
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(journal_add_event(j, rows[i].id, i % 2 ?
+		    "alert.mismatch" : "payment.succeeded", "{}", 2, 5, &seq,
+		    &cause), 0);
+	journal_rows_free(rows, n);
+	r = journal_reader_open(dir, &cause);
+	cr_assert_not_null(r, "%s", cause ? cause : "");
+	memset(&c, 0, sizeof c);
+	cr_assert_eq(journal_reader_range(r, 2, 3, NULL, collect_cb, &c, &head,
+	    &cause), 0);
+	cr_expect_eq(head, 6);
+	cr_assert_eq(c.n, 3);
+	cr_expect_eq(c.seqs[0], 2);
+	cr_expect_eq(c.seqs[2], 4);
+	memset(&c, 0, sizeof c);
+	cr_assert_eq(journal_reader_range(r, 1, 100, "alert.", collect_cb, &c,
+	    &head, &cause), 0);
+	cr_assert_eq(c.n, 3);
+	cr_expect_eq(c.seqs[0], 2);
+	cr_expect_eq(c.seqs[1], 4);
+	cr_expect_eq(c.seqs[2], 6);
+	memset(&c, 0, sizeof c);
+	cr_assert_eq(journal_reader_range(r, 7, 100, NULL, collect_cb, &c,
+	    &head, &cause), 0);
+	cr_expect_eq(c.n, 0);
+	journal_reader_free(r);
+	journal_free(j);
+}
+
+Test(journal_pipeline, version_1_journal_is_migrated_keeping_its_rows)
+{
+	char path[128];
+	sqlite3 *db;
+	struct journal *j;
+	struct journal_row *rows;
+	char *cause = NULL;
+	size_t n;
+
+	xsnprintf(path, sizeof path, "%s/journal.db", dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db,
+	    "PRAGMA journal_mode = WAL;"
+	    "CREATE TABLE webhooks (id INTEGER PRIMARY KEY, message_id TEXT NOT"
+	    " NULL UNIQUE, state TEXT NOT NULL CHECK (state IN ('received',"
+	    "'checked','published','quarantined')), event_type TEXT,"
+	    " resource_id TEXT, occurred_ms INTEGER, received_ms INTEGER NOT"
+	    " NULL, secret_index INTEGER NOT NULL, body BLOB NOT NULL,"
+	    " quarantine_reason TEXT, seq INTEGER UNIQUE, published_ms"
+	    " INTEGER);"
+	    "CREATE INDEX webhooks_received_ms ON webhooks (received_ms);"
+	    "CREATE INDEX webhooks_unfinished ON webhooks (state) WHERE state"
+	    " IN ('received','checked');"
+	    "CREATE INDEX webhooks_quarantined ON webhooks (received_ms) WHERE"
+	    " state = 'quarantined';"
+	    "INSERT INTO webhooks (message_id, state, event_type, resource_id,"
+	    " occurred_ms, received_ms, secret_index, body) VALUES ('old1',"
+	    " 'received', 'card_payment_captured', 'abc', 5, 6, 1, x'7b7d');"
+	    "PRAGMA user_version = 1; PRAGMA application_id = 1885436264;",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	j = open_j(0);
+	cr_assert_eq(journal_due_checks(j, 0, 10, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1, "the v1 row is due for a check after migration");
+	cr_expect_str_eq(rows[0].message_id, "old1");
+	cr_expect_eq(rows[0].check_attempts, 0);
+	cr_expect_str_eq(rows[0].body, "{}");
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
