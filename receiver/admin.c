@@ -39,6 +39,8 @@ admin_send(struct evhttp_request *req, int code, const char *reason,
 
 	evhttp_add_header(out, "Content-Type", type);
 	evhttp_add_header(out, "Cache-Control", "no-store");
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+		evbuffer_drain(body, evbuffer_get_length(body));
 	evhttp_send_reply(req, code, reason, body);
 }
 

@@ -133,7 +133,10 @@ server_reply(struct server *s, struct evhttp_request *req, int code,
 		evhttp_add_header(out, hname, hvalue);
 	if (s->shutting_down)
 		evhttp_add_header(out, "Connection", "close");
-	evbuffer_add_reference(s->reply, json, strlen(json), NULL, NULL);
+	/* A HEAD answer has headers only (RFC 9110 9.3.2). */
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+		evbuffer_add_reference(s->reply, json, strlen(json), NULL,
+		    NULL);
 	evhttp_send_reply(req, code, reason, s->reply);
 	server_count_status(s, code);
 }
@@ -207,6 +210,27 @@ server_is_json(const char *ct)
 			return 0;
 	}
 	return 1;
+}
+
+/*
+ * Framing libevent 2.1 lets through but RFC 9112 6.3 forbids: two
+ * Content-Length headers, or Content-Length with Transfer-Encoding. A
+ * proxy in front could read such a request differently (smuggling).
+ */
+static int
+server_ambiguous_framing(struct evhttp_request *req)
+{
+	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	int cl = 0, te = 0;
+
+	TAILQ_FOREACH(kv, hdrs, next) {
+		if (strcasecmp(kv->key, "Content-Length") == 0)
+			cl++;
+		else if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
+			te++;
+	}
+	return cl > 1 || te > 1 || (cl > 0 && te > 0);
 }
 
 /* The single Pay-Signature header; 0 none, 1 one, 2 more than one. */
@@ -295,6 +319,14 @@ server_request_cb(struct evhttp_request *req, void *arg)
 	int secret;
 
 	listener_request_done(s->listener, req);
+	if (server_ambiguous_framing(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Connection", "close");
+		server_error(s, req, 400, "Bad Request",
+		    "{\"error\":\"ambiguous message framing (Content-Length "
+		    "and Transfer-Encoding)\"}");
+		return;
+	}
 	uri = evhttp_request_get_evhttp_uri(req);
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	if (path == NULL || strcmp(path, s->cfg->webhook_path) != 0) {
