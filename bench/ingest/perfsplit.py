@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""perfsplit.py: split payhook's CPU samples into the stages of a webhook.
+
+Reads `perf script -F tid,ip,sym` output of a `perf record --call-graph
+dwarf` of `payhook serve` and puts every sample in the first matching
+stage below (so the shares add up to 100 %). Also reports malloc/free self
+time, which cuts across stages. Used by bench.py --profile; also runs on
+its own: perfsplit.py PERF_SCRIPT_OUTPUT [CPU_US_PER_WEBHOOK].
+"""
+import collections
+import sys
+
+MALLOC = {"malloc", "_int_malloc", "_int_free", "malloc_consolidate",
+          "unlink_chunk.constprop.0", "__GI___libc_free (inlined)",
+          "__GI___libc_malloc (inlined)", "cfree@GLIBC_2.2.5", "free",
+          "__libc_calloc", "_int_realloc", "__GI___libc_realloc (inlined)",
+          "realloc", "tcache_get (inlined)", "tcache_put (inlined)"}
+
+
+def _has(st, *names):
+    return any(f in names for f in st)
+
+
+def _has_sub(st, *subs):
+    return any(s in f for f in st for s in subs)
+
+
+def stages(main_tid):
+    return [
+        ("WAL checkpointer thread (off the loop)",
+         lambda t, st: t != main_tid),
+        ("COMMIT: fdatasync (CPU in ext4/virtio)",
+         lambda t, st: "journal_commit" in st and
+         _has_sub(st, "fdatasync", "fsync")),
+        ("COMMIT: WAL frame writes (pwrite)",
+         lambda t, st: "journal_commit" in st and _has_sub(st, "pwrite")),
+        ("COMMIT: rest of SQLite's commit",
+         lambda t, st: "journal_commit" in st),
+        ("INSERT (journal_put, journal_begin: table + indexes)",
+         lambda t, st: _has(st, "journal_put", "journal_begin")),
+        ("HMAC-SHA256 (signature_verify)",
+         lambda t, st: "signature_verify" in st),
+        ("JSON parse + validation (webhook_parse)",
+         lambda t, st: "webhook_parse" in st),
+        ("writing replies to sockets (writev, loopback TCP)",
+         lambda t, st: _has(st, "__GI___writev", "do_writev", "writev",
+                            "evbuffer_write_atmost")),
+        ("reading requests from sockets (readv)",
+         lambda t, st: _has(st, "__GI___readv", "do_readv", "readv",
+                            "evbuffer_read")),
+        ("evhttp: HTTP parsing, headers, request objects, timers",
+         lambda t, st: _has_sub(st, "evhttp", "bufferevent", "evbuffer",
+                                "server_request_cb", "server_reply",
+                                "listener_")),
+        ("epoll_wait and the rest of the event loop",
+         lambda t, st: _has_sub(st, "epoll", "event_base_loop")),
+    ]
+
+
+def parse(lines):
+    samples, cur = [], None
+    for line in lines:
+        line = line.rstrip("\n")
+        if not line.strip():
+            if cur:
+                samples.append(cur)
+            cur = None
+            continue
+        if not line.startswith("\t"):     # "<tid> " (tid right-aligned)
+            cur = (line.split()[0], [])
+            continue
+        if cur is None:
+            continue
+        parts = line.strip().split(None, 1)
+        cur[1].append(parts[1] if len(parts) > 1 else "?")
+    if cur:
+        samples.append(cur)
+    return samples
+
+
+def split(lines):
+    """Returns (nsamples, [(stage, share)], malloc_share)."""
+    samples = parse(lines)
+    if not samples:
+        return 0, [], 0.0
+    main_tid = collections.Counter(t for t, _ in samples).most_common(1)[0][0]
+    table = stages(main_tid)
+    counts = collections.Counter()
+    nmalloc = 0
+    for tid, st in samples:
+        for name, pred in table:
+            if pred(tid, st):
+                counts[name] += 1
+                break
+        else:
+            counts["other"] += 1
+        leaf = next((f for f in st if f != "[unknown]"), "")
+        if leaf in MALLOC:
+            nmalloc += 1
+    n = len(samples)
+    out = [(name, counts[name] / n) for name, _ in table]
+    out.append(("other", counts["other"] / n))
+    return n, out, nmalloc / n
+
+
+def render(lines, us_per_webhook=None):
+    n, rows, malloc = split(lines)
+    text = ["%d samples" % n]
+    for name, share in rows:
+        if us_per_webhook:
+            text.append("%5.1f %%  %5.1f µs/webhook  %s" %
+                        (100 * share, share * us_per_webhook, name))
+        else:
+            text.append("%5.1f %%  %s" % (100 * share, name))
+    text.append("(malloc/free self time, across all stages: %.1f %%)" %
+                (100 * malloc))
+    return "\n".join(text)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as f:
+        print(render(f, float(sys.argv[2]) if len(sys.argv) > 2 else None))
