@@ -573,6 +573,9 @@ journal_open(const struct journal_config *cfg, char **cause)
 	atomic_store(&j->wal_dirty, 1);
 	if (journal_start_checkpointer(j, &why) != 0)
 		goto fail;
+	if (cfg->durability == JOURNAL_DURABILITY_FULL &&
+	    journal_syncer_start(j, &why) != 0)
+		goto fail;
 	/* Replaces SQLite's autocheckpoint hook (already off above). */
 	sqlite3_wal_hook(j->db, journal_wal_hook_cb, j);
 	return j;
@@ -593,6 +596,7 @@ journal_free(struct journal *j)
 		return;
 	if (j->db != NULL && j->in_txn)
 		journal_rollback(j);
+	journal_syncer_stop(j);
 	if (j->ckpt_started) {
 		pthread_mutex_lock(&j->lock);
 		j->stop = 1;
@@ -733,6 +737,14 @@ journal_rollback(struct journal *j)
 	journal_abort_txn(j->db, "batch");
 	j->in_txn = 0;
 	j->txn_failed = 0;
+	if (j->deferred) {
+		j->deferred = 0;
+		/* Back to syncing every other commit inline. */
+		if (sqlite3_exec(j->db, "PRAGMA synchronous = FULL", NULL, NULL,
+		    NULL) != SQLITE_OK)
+			log_error("journal_sync_mode", "error=\"%s\"",
+			    sqlite3_errmsg(j->db));
+	}
 }
 
 int

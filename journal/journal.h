@@ -73,6 +73,27 @@ enum journal_put_result journal_put(struct journal *,
 	    const struct journal_entry *, char **cause);
 int	journal_commit(struct journal *, char **cause);
 void	journal_rollback(struct journal *);
+/*
+ * Deferred durability, for the ingest path: journal_begin_deferred() opens
+ * a transaction whose COMMIT (journal_commit_deferred) writes the WAL but
+ * does not wait for the disk; it returns a ticket. The journal's syncer
+ * thread then fdatasyncs the WAL and calls the notify function (on that
+ * thread); journal_synced() tells which tickets are durable. With
+ * durability = process a ticket is durable at once. Main thread.
+ */
+struct metric_histogram;
+typedef void (*journal_sync_fn)(void *arg);
+void	journal_set_sync_notify(struct journal *, journal_sync_fn, void *arg,
+	    struct metric_histogram *fsync_latency);
+int	journal_begin_deferred(struct journal *, char **cause);
+int	journal_commit_deferred(struct journal *, uint64_t *ticket,
+	    char **cause);
+/* Highest durable ticket; *failed_upto gets the highest ticket whose sync
+ * failed (its rows are stored but may not survive power loss). */
+uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
+/* Block until ticket is durable or failed (shutdown only). */
+void	journal_sync_wait(struct journal *, uint64_t ticket);
+
 /* 1 while a transaction is open. */
 int	journal_in_transaction(const struct journal *);
 

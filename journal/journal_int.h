@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 struct journal_pipe;
+struct journal_syncer;
 
 struct journal {
 	char		*path;
@@ -40,6 +41,8 @@ struct journal {
 	_Atomic uint64_t checkpoints;
 
 	struct journal_pipe *pipe;	/* journal_pipeline.c's statements */
+	struct journal_syncer *syncer;	/* journal_sync.c; NULL: process */
+	int		 deferred;	/* the open batch is deferred */
 };
 
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
@@ -51,6 +54,11 @@ int	journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 /* Delete published events created before cutoff_ms (bounded). */
 int	journal_prune_events(struct journal *j, int64_t cutoff_ms,
 	    char **cause);
+/* Start/stop the WAL syncer thread (durability = full). */
+int	journal_syncer_start(struct journal *j, char **cause);
+void	journal_syncer_stop(struct journal *j);
+/* Hand a committed ticket to the syncer. */
+void	journal_syncer_request(struct journal *j, uint64_t ticket);
 /* Finalise the pipeline's prepared statements (before sqlite3_close). */
 void	journal_pipeline_free(struct journal *j);
 

@@ -1,0 +1,254 @@
+/*
+ * journal_sync.c: deferred durability for the ingest path. With durability
+ * = full, a group commit runs with synchronous = NORMAL (the WAL frames are
+ * written, not yet synced) and gets a ticket; this file's syncer thread
+ * fdatasyncs the WAL file and publishes the highest durable ticket, so the
+ * event loop keeps reading while the disk works, and one fsync covers every
+ * batch committed before it. Every other commit stays synchronous = FULL.
+ * The syncer thread only calls fdatasync and the notify function; it never
+ * touches SQLite.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+#include "journal/journal_int.h"
+
+struct journal_syncer {
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;
+	int			 stop;
+	uint64_t		 requested;	/* under lock */
+	_Atomic uint64_t	 synced;
+	_Atomic uint64_t	 failed;
+	char			*wal_path;
+	int			 fd;
+	journal_sync_fn		 notify;
+	void			*arg;
+	struct metric_histogram	*latency;
+	uint64_t		 issued;	/* main thread */
+};
+
+/* Our own descriptor of the WAL: fdatasync syncs the file whichever
+ * descriptor asks. Reopen if SQLite ever replaced the file. */
+static int
+journal_sync_fd(struct journal_syncer *sy)
+{
+	struct stat a, b;
+
+	if (sy->fd >= 0 && (fstat(sy->fd, &a) != 0 ||
+	    stat(sy->wal_path, &b) != 0 || a.st_ino != b.st_ino ||
+	    a.st_dev != b.st_dev)) {
+		close(sy->fd);
+		sy->fd = -1;
+	}
+	if (sy->fd < 0)
+		sy->fd = open(sy->wal_path, O_RDONLY | O_CLOEXEC);
+	return sy->fd;
+}
+
+static int64_t
+journal_sync_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void *
+journal_sync_main(void *arg)
+{
+	struct journal_syncer *sy = arg;
+	uint64_t target, done;
+	int64_t t0;
+	int fd, ok;
+
+	pthread_mutex_lock(&sy->lock);
+	for (;;) {
+		done = atomic_load(&sy->synced);
+		if (atomic_load(&sy->failed) > done)
+			done = atomic_load(&sy->failed);
+		while (!sy->stop && sy->requested == done)
+			pthread_cond_wait(&sy->cond, &sy->lock);
+		if (sy->requested == done)	/* stopping, nothing owed */
+			break;
+		target = sy->requested;
+		pthread_mutex_unlock(&sy->lock);
+
+		t0 = journal_sync_now_ns();
+		fd = journal_sync_fd(sy);
+		ok = fd >= 0 && fdatasync(fd) == 0;
+		if (sy->latency != NULL)
+			metric_observe(sy->latency,
+			    (uint64_t)(journal_sync_now_ns() - t0));
+		if (ok)
+			atomic_store(&sy->synced, target);
+		else {
+			log_error("journal_fsync_failed", "path=%s error=\"%s\"",
+			    sy->wal_path, strerror(errno));
+			atomic_store(&sy->failed, target);
+		}
+		if (sy->notify != NULL)
+			sy->notify(sy->arg);
+		pthread_mutex_lock(&sy->lock);
+		pthread_cond_broadcast(&sy->cond);
+	}
+	pthread_mutex_unlock(&sy->lock);
+	return NULL;
+}
+
+int
+journal_syncer_start(struct journal *j, char **cause)
+{
+	struct journal_syncer *sy;
+	sigset_t all, old;
+	int error;
+
+	sy = xcalloc(1, sizeof *sy);
+	sy->fd = -1;
+	sy->wal_path = xasprintf("%s-wal", j->path);
+	if ((error = pthread_mutex_init(&sy->lock, NULL)) != 0 ||
+	    (error = pthread_cond_init(&sy->cond, NULL)) != 0) {
+		*cause = xasprintf("syncer: %s", strerror(error));
+		free(sy->wal_path);
+		free(sy);
+		return -1;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	error = pthread_create(&sy->thread, NULL, journal_sync_main, sy);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		*cause = xasprintf("syncer thread: %s", strerror(error));
+		pthread_cond_destroy(&sy->cond);
+		pthread_mutex_destroy(&sy->lock);
+		free(sy->wal_path);
+		free(sy);
+		return -1;
+	}
+	j->syncer = sy;
+	return 0;
+}
+
+/* Finishes any sync owed, then joins: nothing acknowledged is left. */
+void
+journal_syncer_stop(struct journal *j)
+{
+	struct journal_syncer *sy = j->syncer;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->lock);
+	sy->stop = 1;
+	pthread_cond_broadcast(&sy->cond);
+	pthread_mutex_unlock(&sy->lock);
+	pthread_join(sy->thread, NULL);
+	pthread_cond_destroy(&sy->cond);
+	pthread_mutex_destroy(&sy->lock);
+	if (sy->fd >= 0)
+		close(sy->fd);
+	free(sy->wal_path);
+	free(sy);
+	j->syncer = NULL;
+}
+
+void
+journal_syncer_request(struct journal *j, uint64_t ticket)
+{
+	struct journal_syncer *sy = j->syncer;
+
+	pthread_mutex_lock(&sy->lock);
+	if (ticket > sy->requested)
+		sy->requested = ticket;
+	pthread_cond_broadcast(&sy->cond);
+	pthread_mutex_unlock(&sy->lock);
+}
+
+void
+journal_set_sync_notify(struct journal *j, journal_sync_fn fn, void *arg,
+    struct metric_histogram *latency)
+{
+	if (j->syncer == NULL)
+		return;
+	pthread_mutex_lock(&j->syncer->lock);
+	j->syncer->notify = fn;
+	j->syncer->arg = arg;
+	j->syncer->latency = latency;
+	pthread_mutex_unlock(&j->syncer->lock);
+}
+
+int
+journal_begin_deferred(struct journal *j, char **cause)
+{
+	if (j->syncer != NULL && !j->in_txn &&
+	    journal_exec(j->db, "PRAGMA synchronous = NORMAL",
+	    "journal sync mode", cause) != 0)
+		return -1;
+	j->deferred = j->syncer != NULL;
+	if (journal_begin(j, cause) != 0) {
+		journal_rollback(j);	/* restores synchronous = FULL */
+		return -1;
+	}
+	return 0;
+}
+
+int
+journal_commit_deferred(struct journal *j, uint64_t *ticket, char **cause)
+{
+	static uint64_t process_ticket;
+
+	if (journal_commit(j, cause) != 0)
+		return -1;
+	if (j->syncer == NULL) {
+		*ticket = ++process_ticket;
+		return 0;
+	}
+	j->deferred = 0;
+	if (journal_exec(j->db, "PRAGMA synchronous = FULL",
+	    "journal sync mode", cause) != 0)
+		log_error("journal_sync_mode", "error=\"%s\"", *cause);
+	*ticket = ++j->syncer->issued;
+	journal_syncer_request(j, *ticket);
+	return 0;
+}
+
+uint64_t
+journal_synced(struct journal *j, uint64_t *failed_upto)
+{
+	if (j->syncer == NULL) {
+		*failed_upto = 0;
+		return UINT64_MAX;
+	}
+	*failed_upto = atomic_load(&j->syncer->failed);
+	return atomic_load(&j->syncer->synced);
+}
+
+void
+journal_sync_wait(struct journal *j, uint64_t ticket)
+{
+	struct journal_syncer *sy = j->syncer;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->lock);
+	while (atomic_load(&sy->synced) < ticket &&
+	    atomic_load(&sy->failed) < ticket)
+		pthread_cond_wait(&sy->cond, &sy->lock);
+	pthread_mutex_unlock(&sy->lock);
+}
