@@ -53,6 +53,16 @@ struct server_pending {
 	char			 reason[WEBHOOK_REASON_MAX];
 };
 
+/* Webhooks read in one loop pass: stored in one transaction, answered
+ * together once that transaction is durable. */
+struct server_batch {
+	struct server_pending	*p;
+	size_t			 n, cap;
+	uint64_t		 ticket;	/* journal sync ticket */
+	TAILQ_ENTRY(server_batch) entry;
+};
+TAILQ_HEAD(server_batches, server_batch);
+
 /* Statuses counted by payhook_http_requests_total. */
 static const int server_statuses[] = { 200, 400, 401, 404, 405, 413, 415,
     503 };
@@ -77,9 +87,10 @@ struct server {
 	server_commit_fn	 commit_cb;
 	void			*commit_arg;
 
-	/* Webhooks read in this loop pass, committed together. */
-	struct server_pending	*batch;
-	size_t			 nbatch, batch_cap;
+	struct event		*sync_ev;
+	struct server_batch	*open;		/* filling in this loop pass */
+	struct server_batches	 waiting;	/* stored, not yet durable */
+	struct server_batches	 spare;
 
 	struct metric_counter	 m_status[SERVER_NSTATUS];
 	struct metric_counter	 m_webhooks[3];
@@ -88,6 +99,7 @@ struct server {
 	struct metric_counter	 m_commit_failed;
 	struct metric_histogram	 m_commit;
 	struct metric_histogram	 m_batch;
+	struct metric_histogram	 m_fsync;
 	int64_t			 last_warn_ms;
 	uint64_t		 warn_suppressed;
 };
@@ -253,17 +265,24 @@ server_signature_header(struct evhttp_request *req, const char **value)
 static struct server_pending *
 server_batch_add(struct server *s, struct evhttp_request *req)
 {
+	struct server_batch *b;
 	struct server_pending *p;
 
-	/* The commit runs after every callback already active in this pass. */
-	if (s->nbatch == 0)
+	if ((b = s->open) == NULL) {
+		if ((b = TAILQ_FIRST(&s->spare)) != NULL)
+			TAILQ_REMOVE(&s->spare, b, entry);
+		else
+			b = xcalloc(1, sizeof *b);
+		b->n = 0;
+		s->open = b;
+		/* The commit runs after every callback already active. */
 		event_active(s->commit_ev, EV_TIMEOUT, 0);
-	if (s->nbatch == s->batch_cap) {
-		s->batch_cap = s->batch_cap == 0 ? 64 : s->batch_cap * 2;
-		s->batch = xreallocarray(s->batch, s->batch_cap,
-		    sizeof *s->batch);
 	}
-	p = &s->batch[s->nbatch++];
+	if (b->n == b->cap) {
+		b->cap = b->cap == 0 ? 64 : b->cap * 2;
+		b->p = xreallocarray(b->p, b->cap, sizeof *b->p);
+	}
+	p = &b->p[b->n++];
 	memset(p, 0, sizeof *p);
 	p->req = req;
 	return p;
@@ -417,16 +436,16 @@ server_answer(struct server *s, const struct server_pending *p)
 
 /* Store the whole batch in one transaction; 0, or -1 and *cause. */
 static int
-server_store_batch(struct server *s, char **cause)
+server_store_batch(struct server *s, struct server_batch *b, char **cause)
 {
 	struct server_pending *p;
 	struct journal_entry e;
 	size_t i;
 
-	if (journal_begin(s->journal, cause) != 0)
+	if (journal_begin_deferred(s->journal, cause) != 0)
 		return -1;
-	for (i = 0; i < s->nbatch; i++) {
-		p = &s->batch[i];
+	for (i = 0; i < b->n; i++) {
+		p = &b->p[i];
 		memset(&e, 0, sizeof e);
 		e.message_id = p->key;
 		e.received_ms = p->received_ms;
@@ -451,57 +470,112 @@ server_store_batch(struct server *s, char **cause)
 			return -1;
 		}
 	}
-	if (journal_commit(s->journal, cause) != 0) {
+	if (journal_commit_deferred(s->journal, &b->ticket, cause) != 0) {
 		journal_rollback(s->journal);
 		return -1;
 	}
 	return 0;
 }
 
+/* Answer every webhook of b and recycle it; returns the new rows. */
+static int
+server_finish_batch(struct server *s, struct server_batch *b, int failed)
+{
+	size_t i;
+	int fresh = 0;
+
+	for (i = 0; i < b->n; i++) {
+		if (failed)
+			b->p[i].outcome = SERVER_FAILED;
+		if (b->p[i].outcome == SERVER_ACCEPTED ||
+		    b->p[i].outcome == SERVER_QUARANTINED)
+			fresh++;
+		server_answer(s, &b->p[i]);
+	}
+	b->n = 0;
+	TAILQ_INSERT_HEAD(&s->spare, b, entry);
+	return fresh;
+}
+
+/* Answer the stored batches whose sync completed, oldest first. */
+static void
+server_release(struct server *s)
+{
+	struct server_batch *b;
+	uint64_t synced, failed;
+	int fresh = 0, sync_failed = 0;
+
+	synced = journal_synced(s->journal, &failed);
+	while ((b = TAILQ_FIRST(&s->waiting)) != NULL) {
+		if (b->ticket > synced && b->ticket > failed)
+			break;
+		TAILQ_REMOVE(&s->waiting, b, entry);
+		/* After a failed fsync Linux may drop the dirty pages and
+		 * report the next fsync clean: never claim those rows. */
+		if (b->ticket <= failed)
+			sync_failed = 1;
+		fresh += server_finish_batch(s, b, b->ticket <= failed);
+	}
+	if (sync_failed) {
+		metric_inc(&s->m_commit_failed);
+		s->journal_ok = 0;
+	} else if (synced > 0 && synced >= failed && !s->journal_ok &&
+	    TAILQ_EMPTY(&s->waiting)) {
+		log_info("journal_recovered", NULL);
+		s->journal_ok = 1;
+	}
+	if (fresh > 0 && s->commit_cb != NULL)
+		s->commit_cb(s->commit_arg, fresh);
+}
+
+/* The syncer thread finished an fsync: hop to the loop thread. */
+static void
+server_sync_notify(void *arg)
+{
+	struct server *s = arg;
+
+	event_active(s->sync_ev, EV_TIMEOUT, 0);
+}
+
+static void
+server_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_release(arg);
+}
+
 /*
  * The group commit: everything read in this loop pass goes into one
  * transaction, opened and closed here so no other callback ever runs with
- * it open. Each webhook is answered only after COMMIT returned.
+ * it open. Its webhooks are answered once the transaction is durable
+ * (server_release); meanwhile the loop goes on reading the next batch.
  */
 static void
 server_commit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
+	struct server_batch *b = s->open;
 	char *cause = NULL;
 	int64_t t0, t1;
-	size_t i;
-	int fresh = 0;
 
-	if (s->nbatch == 0)
+	if (b == NULL)
 		return;
+	s->open = NULL;
 	t0 = server_mono_ns();
-	if (server_store_batch(s, &cause) != 0) {
+	if (server_store_batch(s, b, &cause) != 0) {
 		metric_inc(&s->m_commit_failed);
 		if (s->journal_ok || server_may_warn(s))
 			log_error("journal_commit_failed", "rows=%zu "
-			    "error=\"%s\"", s->nbatch, cause ? cause :
-			    "unknown");
+			    "error=\"%s\"", b->n, cause ? cause : "unknown");
 		free(cause);
 		s->journal_ok = 0;
-		for (i = 0; i < s->nbatch; i++)
-			s->batch[i].outcome = SERVER_FAILED;
-	} else {
-		t1 = server_mono_ns();
-		if (!s->journal_ok)
-			log_info("journal_recovered", "rows=%zu", s->nbatch);
-		s->journal_ok = 1;
-		metric_observe(&s->m_commit, (uint64_t)(t1 - t0));
-		metric_observe(&s->m_batch, (uint64_t)s->nbatch);
+		server_finish_batch(s, b, 1);
+		return;
 	}
-	for (i = 0; i < s->nbatch; i++) {
-		if (s->batch[i].outcome == SERVER_ACCEPTED ||
-		    s->batch[i].outcome == SERVER_QUARANTINED)
-			fresh++;
-		server_answer(s, &s->batch[i]);
-	}
-	s->nbatch = 0;
-	if (fresh > 0 && s->commit_cb != NULL)
-		s->commit_cb(s->commit_arg, fresh);
+	t1 = server_mono_ns();
+	metric_observe(&s->m_commit, (uint64_t)(t1 - t0));
+	metric_observe(&s->m_batch, (uint64_t)b->n);
+	TAILQ_INSERT_TAIL(&s->waiting, b, entry);
+	server_release(s);
 }
 
 static void
@@ -537,8 +611,14 @@ server_register_metrics(struct server *s)
 	s->m_commit.bounds = server_commit_bounds;
 	s->m_commit.n = UTIL_ARRAY_LEN(server_commit_bounds);
 	metrics_histogram("payhook_journal_commit_seconds",
-	    "Latency of one group COMMIT (including fsync when "
-	    "durability = full).", &s->m_commit);
+	    "Time to store one group commit (the fsync, with durability = "
+	    "full, runs on the syncer thread: see _fsync_seconds).",
+	    &s->m_commit);
+	s->m_fsync.bounds = server_commit_bounds;
+	s->m_fsync.n = UTIL_ARRAY_LEN(server_commit_bounds);
+	metrics_histogram("payhook_journal_fsync_seconds",
+	    "Latency of one WAL fdatasync (durability = full); each covers "
+	    "every batch stored before it.", &s->m_fsync);
 	s->m_batch.bounds = server_batch_bounds;
 	s->m_batch.n = UTIL_ARRAY_LEN(server_batch_bounds);
 	s->m_batch.scale = 1;
@@ -548,7 +628,7 @@ server_register_metrics(struct server *s)
 
 struct server *
 server_new(struct event_base *base, const struct config *cfg,
-    struct journal *journal, struct signature *sig, char **cause)
+    struct signature *sig, char **cause)
 {
 	struct listener_config lc;
 	struct server *s;
@@ -556,15 +636,17 @@ server_new(struct event_base *base, const struct config *cfg,
 	s = xcalloc(1, sizeof *s);
 	s->base = base;
 	s->cfg = cfg;
-	s->journal = journal;
 	s->sig = sig;
 	s->journal_ok = 1;
 	s->parser = webhook_parser_new();
 	if ((s->reply = evbuffer_new()) == NULL ||
 	    (s->http = evhttp_new(base)) == NULL ||
 	    (s->commit_ev = event_new(base, -1, 0, server_commit_cb, s)) ==
+	    NULL || (s->sync_ev = event_new(base, -1, 0, server_sync_cb, s)) ==
 	    NULL)
 		abort();
+	TAILQ_INIT(&s->waiting);
+	TAILQ_INIT(&s->spare);
 	evhttp_set_max_body_size(s->http, cfg->max_body_bytes);
 	evhttp_set_max_headers_size(s->http, cfg->max_header_bytes);
 	{
@@ -598,20 +680,43 @@ fail:
 void
 server_free(struct server *s)
 {
+	struct server_batch *b;
+
 	if (s == NULL)
 		return;
-	server_commit_cb(-1, 0, s);
+	s->commit_cb = NULL;	/* the pipeline is stopping too */
+	if (s->journal != NULL) {
+		journal_set_sync_notify(s->journal, NULL, NULL, NULL);
+		server_commit_cb(-1, 0, s);
+		/* Answer what is stored once it is durable: nothing owed. */
+		TAILQ_FOREACH(b, &s->waiting, entry)
+			journal_sync_wait(s->journal, b->ticket);
+		server_release(s);
+	}
 	if (s->http != NULL)
 		evhttp_free(s->http);
 	listener_free(s->listener);
 	listener_tls_free(s->tls);
 	if (s->commit_ev != NULL)
 		event_free(s->commit_ev);
+	if (s->sync_ev != NULL)
+		event_free(s->sync_ev);
+	while ((b = TAILQ_FIRST(&s->spare)) != NULL) {
+		TAILQ_REMOVE(&s->spare, b, entry);
+		free(b->p);
+		free(b);
+	}
 	if (s->reply != NULL)
 		evbuffer_free(s->reply);
 	webhook_parser_free(s->parser);
-	free(s->batch);
 	free(s);
+}
+
+void
+server_attach_journal(struct server *s, struct journal *journal)
+{
+	s->journal = journal;
+	journal_set_sync_notify(journal, server_sync_notify, s, &s->m_fsync);
 }
 
 void

@@ -18,9 +18,11 @@ struct server;
 /* Called after a commit that stored new rows (the pipeline's wake-up). */
 typedef void (*server_commit_fn)(void *arg, int new_rows);
 
-/* Bind cfg->listen (TLS when configured) and register metrics. */
+/* Bind cfg->listen (TLS when configured) and register metrics. Nothing is
+ * served before server_attach_journal() and the loop running. */
 struct server *server_new(struct event_base *, const struct config *,
-	    struct journal *, struct signature *, char **cause);
+	    struct signature *, char **cause);
+void	server_attach_journal(struct server *, struct journal *);
 void	server_free(struct server *);
 void	server_set_commit_cb(struct server *, server_commit_fn, void *arg);
 /* The bound address as "host:port" (port resolved when 0 was asked). */
