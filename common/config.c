@@ -7,6 +7,9 @@
  */
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -105,8 +108,9 @@ static const struct config_entry config_table[] = {
 	  "survives a crash of the process only." },
 	{ "journal_max_bytes", CONFIG_SIZE, "0", 0, (int64_t)1 << 50, NULL, 0,
 	  OFF(journal_max_bytes),
-	  "Cap on the journal's size; past it webhooks get 503 (GOV.UK Pay "
-	  "retries) instead of filling the disk. 0: no cap." },
+	  "Cap on the journal's size (0: no cap, else at least 64k); past it "
+	  "webhooks get 503 (GOV.UK Pay retries) instead of filling the "
+	  "disk." },
 	{ "retention", CONFIG_DURATION, "7d", 4 * DAY, 3650 * DAY, NULL, 0,
 	  OFF(retention_ms),
 	  "Keep published rows at least this long; must outlast GOV.UK Pay's "
@@ -192,7 +196,9 @@ config_type_expect(const struct config_entry *e, char *buf, size_t len)
 	case CONFIG_DIR:
 		return "a directory path";
 	case CONFIG_ADDR:
-		return "host:port (IPv6 as [::1]:port), port 0 to 65535";
+		return "host:port with a numeric IP such as 127.0.0.1:8080 "
+		    "(IPv6 as [::1]:8080), port 0 to 65535 (0 picks a free "
+		    "port)";
 	case CONFIG_URLPATH:
 		return "an absolute path such as /webhooks/govuk-pay "
 		    "(letters, digits, / - _ . ~)";
@@ -398,10 +404,15 @@ config_set(struct config *cfg, const struct config_entry *e, const char *v)
 			return -1;
 		break;
 	case CONFIG_ADDR: {
+		unsigned char ip[16];
 		char host[256];
 		int port;
 
-		if (config_split_addr(v, host, sizeof host, &port) != 0)
+		/* Listeners take numeric addresses only: no DNS at start-up. */
+		if (config_split_addr(v, host, sizeof host, &port) != 0 ||
+		    (strcmp(host, "localhost") != 0 && strcmp(host, "*") != 0 &&
+		    inet_pton(AF_INET, host, ip) != 1 &&
+		    inet_pton(AF_INET6, host, ip) != 1))
 			return -1;
 		break;
 	}
@@ -606,13 +617,26 @@ config_read_env(struct config *cfg, char *const *envp,
 	return 0;
 }
 
+/* The URL's host is exactly localhost, ::1 or an IPv4 address in 127/8. */
 static int
 config_is_loopback_url(const char *url)
 {
 	const char *h = url + strlen("http://");
+	char host[256];
+	struct in_addr a;
+	size_t n;
 
-	return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost", 9) == 0 ||
-	    strncmp(h, "[::1]", 5) == 0;
+	if (strncmp(h, "[::1]", 5) == 0)
+		return h[5] == '\0' || h[5] == ':' || h[5] == '/';
+	n = strcspn(h, ":/");
+	if (n == 0 || n >= sizeof host)
+		return 0;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return 1;
+	return inet_pton(AF_INET, host, &a) == 1 &&
+	    (ntohl(a.s_addr) >> 24) == 127;
 }
 
 static int
@@ -645,6 +669,12 @@ config_check_rules(const struct config *cfg,
 		    "curve_clients_file must be set together (%s is missing)",
 		    cfg->curve_clients_file == NULL ? "curve_clients_file" :
 		    "curve_secret_key_file");
+		return -1;
+	}
+	if (cfg->journal_max_bytes > 0 && cfg->journal_max_bytes < 64 * KIB) {
+		*cause = xasprintf("config: journal_max_bytes = %lld: expected "
+		    "0 (no cap) or at least 65536 bytes",
+		    (long long)cfg->journal_max_bytes);
 		return -1;
 	}
 	if (cfg->cross_check && cfg->api_key_file == NULL) {

@@ -185,6 +185,11 @@ Test(config, cross_key_rules)
 	expect_fail("", env_on, "api_key_file", "cross_check");
 	expect_fail("api_base_url = http://example.com\n", NULL, "api_base_url",
 	    "loopback");
+	expect_fail("api_base_url = http://127.evil.com:80\n", NULL,
+	    "api_base_url", "loopback");
+	expect_fail("api_base_url = http://localhost.evil.com\n", NULL,
+	    "api_base_url", "loopback");
+	expect_fail("listen = example.invalid:0\n", NULL, "listen", "numeric");
 	expect_fail("curve_clients_file = /etc/hostname\n", NULL,
 	    "curve_secret_key_file", "together");
 	expect_fail("listen = 127.0.0.1:9000\nadmin_listen = 127.0.0.1:9000\n",
@@ -193,12 +198,20 @@ Test(config, cross_key_rules)
 
 Test(config, loopback_http_api_is_allowed)
 {
+	const char *ok[] = { "api_base_url = http://127.0.0.1:8081\n",
+	    "api_base_url = http://127.5.6.7/pay\n",
+	    "api_base_url = http://localhost:9\n",
+	    "api_base_url = http://[::1]:8081\n" };
+	struct config *cfg;
 	char *cause;
-	struct config *cfg = load("api_base_url = http://127.0.0.1:8081\n",
-	    NULL, &cause);
+	size_t i;
 
-	cr_assert_not_null(cfg, "%s", cause);
-	config_free(cfg);
+	for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		cfg = load(ok[i], NULL, &cause);
+		cr_expect_not_null(cfg, "%s: %s", ok[i], cause ? cause : "");
+		free(cause);
+		config_free(cfg);
+	}
 }
 
 Test(config, secret_file_is_required)
