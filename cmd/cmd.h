@@ -9,5 +9,7 @@ int	cmd_serve(int argc, char **argv);
 int	cmd_sign(int argc, char **argv);
 int	cmd_demo(int argc, char **argv);
 int	cmd_config(int argc, char **argv);
+int	cmd_tail(int argc, char **argv);
+int	cmd_keygen(int argc, char **argv);
 
 #endif

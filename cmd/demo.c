@@ -57,6 +57,7 @@ static const char *demo_verdicts[] = { "confirmed", "mismatch", "not_found",
 static struct demo *demo_current;	/* for clean-up on a fatal error */
 
 static void demo_cleanup(struct demo *);
+static void demo_drain(struct demo *, int, int);
 
 static void __attribute__((format(printf, 1, 2), noreturn))
 demo_fail(const char *fmt, ...)
@@ -242,7 +243,8 @@ demo_start(struct demo *d)
 	    "signing_secret_file = %s\nstate_dir = %s\n"
 	    "api_base_url = http://127.0.0.1:%d\napi_key_file = %s\n"
 	    "publish_endpoint = tcp://127.0.0.1:*\n"
-	    "replay_endpoint = tcp://127.0.0.1:*\ndurability = full\n",
+	    "replay_endpoint = tcp://127.0.0.1:*\ndurability = full\n"
+	    "api_rate_limit = 500\n",
 	    d->port, demo_path(d, "signing-secret"), demo_path(d, "state"),
 	    d->sim_port, demo_path(d, "api-key"));
 	demo_write(d, "payhook.conf", conf);
@@ -253,7 +255,12 @@ demo_start(struct demo *d)
 	    sizeof line, 10000, &d->serve) != 0)
 		demo_fail("payhook serve did not start");
 	free(serve_argv[3]);
-	d->admin_port = demo_port_of(strstr(line, "admin="));
+	{
+		char admin[128];
+
+		demo_field(line, "admin=", admin, sizeof admin);
+		d->admin_port = demo_port_of(admin);
+	}
 	demo_field(line, "feed=", d->feed, sizeof d->feed);
 	demo_field(line, "replay=", d->replay, sizeof d->replay);
 	if (d->feed[0] == '\0' || d->replay[0] == '\0')
@@ -328,6 +335,7 @@ demo_act(struct demo *d, const char *id, const char *action, const char *body,
 	if (status != want)
 		demo_fail("%s on %s answered %d, expected %d", action, id,
 		    status, want);
+	demo_drain(d, 0, 0);
 }
 
 static void
@@ -335,6 +343,7 @@ demo_print_event(struct demo *d, const char *line)
 {
 	cJSON *e = cJSON_Parse(line), *v, *p;
 	const char *topic, *verdict = "", *pid = "";
+	char money[24];
 	int64_t seq, received = 0, amount = -1;
 	size_t i;
 
@@ -372,12 +381,12 @@ demo_print_event(struct demo *d, const char *line)
 	if (strcmp(topic, "alert.mismatch") == 0 &&
 	    strcmp(pid, d->lie_payment) == 0)
 		d->lie_seen = 1;
-	printf("  %4lld  %-19s %-27s", (long long)seq, topic, pid);
 	if (amount >= 0)
-		printf(" £%5lld.%02lld", (long long)(amount / 100),
-		    (long long)(amount % 100));
+		xsnprintf(money, sizeof money, "%lld.%02lld",
+		    (long long)(amount / 100), (long long)(amount % 100));
 	else
-		printf("          ");
+		xsnprintf(money, sizeof money, "-");
+	printf("  %4lld  %-19s %-27s £%8s", (long long)seq, topic, pid, money);
 	printf("  %-10s %4lld ms\n", verdict, (long long)(d->nevents <=
 	    DEMO_MAX_EVENTS ? d->latency[d->nevents - 1] : 0));
 	fflush(stdout);
@@ -393,15 +402,17 @@ demo_drain(struct demo *d, int ms, int until)
 	char line[16384];
 	int r;
 
-	while (util_mono_ms() < end && (until == 0 || d->nevents < until)) {
+	do {
 		if (util_mono_ms() - d->start_ms > DEMO_DEADLINE_MS)
 			return;
-		r = demo_pipe_line(&d->tail, line, sizeof line, 50);
+		r = demo_pipe_line(&d->tail, line, sizeof line, ms > 0 ? 50 : 0);
 		if (r < 0)
 			demo_fail("the subscriber (payhook tail) stopped");
 		if (r > 0)
 			demo_print_event(d, line);
-	}
+		else if (ms == 0)
+			return;
+	} while (util_mono_ms() < end && (until == 0 || d->nevents < until));
 }
 
 struct demo_payment {
@@ -423,7 +434,7 @@ demo_payments(struct demo *d)
 	printf("\nPaying: 6 successes, 2 delayed captures, 2 declines, 1 "
 	    "provider error,\n        2 user cancels, 2 service cancels, 2 "
 	    "expiries, 2 refunds\n\n  %4s  %-19s %-27s %9s  %-10s %s\n",
-	    "seq", "topic", "payment", "amount", "verdict", "latency");
+	    "seq", "topic", "payment", " amount", "verdict", "latency");
 	for (i = 0; i < 6; i++) {		/* succeeded + captured */
 		demo_create(d, 14500 + (int)i * 1000, "Pay your council tax", 0,
 		    p[i].id);

@@ -15,6 +15,10 @@ static const struct {
 	  "cross-check and publish webhooks" },
 	{ "demo", cmd_demo, "start a simulator, the service and a subscriber "
 	  "on loopback and show events flowing" },
+	{ "tail", cmd_tail, "print published events as JSON lines, in seq "
+	  "order, filling gaps from replay" },
+	{ "keygen", cmd_keygen, "write a CURVE key pair for the ZeroMQ "
+	  "endpoints" },
 	{ "sign", cmd_sign, "print the Pay-Signature of a body read on stdin" },
 	{ "config", cmd_config, "print the example config file or its docs "
 	  "(generated from the config table)" },

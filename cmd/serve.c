@@ -19,6 +19,8 @@
 #include "common/metrics.h"
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "dispatch/crosscheck.h"
+#include "dispatch/publisher.h"
 #include "journal/journal.h"
 #include "receiver/admin.h"
 #include "receiver/listener.h"
@@ -37,6 +39,8 @@ struct serve {
 	struct signature	*sig;
 	struct server		*server;
 	struct admin		*admin;
+	struct crosscheck	*crosscheck;
+	struct publisher	*publisher;
 	struct event		*ev_term, *ev_int, *ev_hup, *prune, *drain;
 	int64_t			 drain_deadline;
 	int64_t			 counts[JOURNAL_NSTATES];
@@ -122,6 +126,25 @@ serve_prune_cb(evutil_socket_t fd, short what, void *arg)
 	} else if (deleted > 0)
 		log_info("journal_pruned", "rows=%lld", (long long)deleted);
 	evtimer_add(sv->prune, &tv);
+}
+
+/* Webhooks were committed: new rows to check, quarantined ones to alert. */
+static void
+serve_committed_cb(void *arg, int rows)
+{
+	struct serve *sv = arg;
+
+	crosscheck_wake(sv->crosscheck);
+	publisher_wake(sv->publisher);
+}
+
+/* Rows became checked: publish them. */
+static void
+serve_checked_cb(void *arg)
+{
+	struct serve *sv = arg;
+
+	publisher_wake(sv->publisher);
 }
 
 static int
@@ -245,6 +268,15 @@ serve_start(struct serve *sv)
 	if (evthread_use_pthreads() != 0 ||
 	    (sv->base = event_base_new()) == NULL)
 		fatalx(1, "cannot create the event loop");
+	/* Bind first: a port in use is reported before anything else. */
+	if ((sv->server = server_new(sv->base, sv->cfg, sv->sig, &cause)) ==
+	    NULL)
+		fatalx(2, "config: listen = \"%s\": %s", sv->cfg->listen,
+		    cause);
+	if ((sv->admin = admin_new(sv->base, sv->cfg->admin_listen, &cause)) ==
+	    NULL)
+		fatalx(2, "config: admin_listen = \"%s\": %s",
+		    sv->cfg->admin_listen, cause);
 	memset(&jc, 0, sizeof jc);
 	jc.dir = sv->cfg->state_dir;
 	jc.durability = sv->cfg->durability == CONFIG_DURABILITY_FULL ?
@@ -254,16 +286,23 @@ serve_start(struct serve *sv)
 	if ((sv->journal = journal_open(&jc, &cause)) == NULL)
 		fatalx(2, "config: state_dir = \"%s\": cannot open the "
 		    "journal: %s", sv->cfg->state_dir, cause);
-	if ((sv->server = server_new(sv->base, sv->cfg, sv->journal, sv->sig,
+	server_attach_journal(sv->server, sv->journal);
+	if ((sv->publisher = publisher_new(sv->base, sv->cfg, sv->journal,
 	    &cause)) == NULL)
-		fatalx(2, "config: listen = \"%s\": %s", sv->cfg->listen,
-		    cause);
-	if ((sv->admin = admin_new(sv->base, sv->cfg->admin_listen, &cause)) ==
-	    NULL)
-		fatalx(2, "config: admin_listen = \"%s\": %s",
-		    sv->cfg->admin_listen, cause);
+		fatalx(2, "config: publish_endpoint = \"%s\", replay_endpoint "
+		    "= \"%s\": %s", sv->cfg->publish_endpoint,
+		    sv->cfg->replay_endpoint, cause);
+	if ((sv->crosscheck = crosscheck_new(sv->base, sv->cfg, sv->journal,
+	    serve_checked_cb, sv, &cause)) == NULL)
+		fatalx(2, "config: api_base_url = \"%s\": %s",
+		    sv->cfg->api_base_url, cause);
+	server_set_commit_cb(sv->server, serve_committed_cb, sv);
 	admin_add_check(sv->admin, "journal", serve_check_journal, sv);
 	admin_add_check(sv->admin, "signing_secret", serve_check_secrets, sv);
+	admin_add_check(sv->admin, "bus", publisher_ready, sv->publisher);
+	if (sv->cfg->cross_check)
+		admin_add_check(sv->admin, "api", crosscheck_ready,
+		    sv->crosscheck);
 	serve_register_metrics(sv);
 
 	sv->ev_term = evsignal_new(sv->base, SIGTERM, serve_stop_cb, sv);
@@ -284,7 +323,10 @@ serve_start(struct serve *sv)
 static void
 serve_stop(struct serve *sv)
 {
+	/* Ingest first (its last batches become durable), then the stages. */
 	server_free(sv->server);
+	crosscheck_free(sv->crosscheck);
+	publisher_free(sv->publisher);
 	admin_free(sv->admin);
 	if (sv->ev_term) event_free(sv->ev_term);
 	if (sv->ev_int) event_free(sv->ev_int);
@@ -358,9 +400,12 @@ cmd_serve(int argc, char **argv)
 	}
 	serve_start(&sv);
 	log_info("listening", "webhooks=%s path=%s tls=%s admin=%s "
-	    "durability=%s journal=%s version=%s",
-	    server_address(sv.server), sv.cfg->webhook_path,
+	    "feed=%s replay=%s cross_check=%s durability=%s journal=%s "
+	    "version=%s", server_address(sv.server), sv.cfg->webhook_path,
 	    sv.cfg->tls_cert_file ? "on" : "off", admin_address(sv.admin),
+	    publisher_feed_endpoint(sv.publisher),
+	    publisher_replay_endpoint(sv.publisher),
+	    sv.cfg->cross_check ? "on" : "off",
 	    sv.cfg->durability == CONFIG_DURABILITY_FULL ? "full" : "process",
 	    journal_path(sv.journal), PAYHOOK_VERSION);
 	if (event_base_dispatch(sv.base) < 0)
