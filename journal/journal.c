@@ -389,7 +389,9 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		*cause = xasprintf("cannot enable WAL mode (mode is %s)", mode);
 		return -1;
 	}
-	sync = cfg->durability == JOURNAL_DURABILITY_FULL ? "FULL" : "NORMAL";
+	/* No commit syncs inline: with durability = full the syncer thread
+	 * (journal_sync.c) fdatasyncs the WAL for the commits that need it. */
+	sync = "NORMAL";
 	xsnprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
 	if (journal_exec(j->db, sql, "synchronous", cause) != 0)
 		return -1;
@@ -708,6 +710,7 @@ journal_put(struct journal *j, const struct journal_entry *e, char **cause)
 	}
 	ret = sqlite3_changes(j->db) == 1 ? JOURNAL_PUT_NEW :
 	    JOURNAL_PUT_DUPLICATE;
+	j->needs_sync = 1;
 out:
 	if (ret == JOURNAL_PUT_ERROR)
 		j->txn_failed = j->in_txn;
@@ -728,7 +731,7 @@ journal_commit(struct journal *j, char **cause)
 		return -1;
 	}
 	j->in_txn = 0;
-	return 0;
+	return journal_sync_after_commit(j, cause);
 }
 
 void
@@ -737,14 +740,7 @@ journal_rollback(struct journal *j)
 	journal_abort_txn(j->db, "batch");
 	j->in_txn = 0;
 	j->txn_failed = 0;
-	if (j->deferred) {
-		j->deferred = 0;
-		/* Back to syncing every other commit inline. */
-		if (sqlite3_exec(j->db, "PRAGMA synchronous = FULL", NULL, NULL,
-		    NULL) != SQLITE_OK)
-			log_error("journal_sync_mode", "error=\"%s\"",
-			    sqlite3_errmsg(j->db));
-	}
+	j->needs_sync = 0;
 }
 
 int

@@ -74,17 +74,21 @@ enum journal_put_result journal_put(struct journal *,
 int	journal_commit(struct journal *, char **cause);
 void	journal_rollback(struct journal *);
 /*
- * Deferred durability, for the ingest path: journal_begin_deferred() opens
- * a transaction whose COMMIT (journal_commit_deferred) writes the WAL but
- * does not wait for the disk; it returns a ticket. The journal's syncer
- * thread then fdatasyncs the WAL and calls the notify function (on that
- * thread); journal_synced() tells which tickets are durable. With
- * durability = process a ticket is durable at once. Main thread.
+ * Deferred durability, so the event loop never waits for the disk:
+ * journal_commit_deferred() commits the transaction opened by journal_begin()
+ * or journal_begin_deferred() without waiting and returns a ticket. The
+ * journal's syncer thread fdatasyncs the WAL and then calls every listener
+ * (on that thread: hop to the loop with event_active); journal_synced()
+ * tells which tickets are durable. With durability = process a ticket is
+ * durable at once. A plain journal_commit() of a transaction that stored
+ * webhooks or assigned seqs waits for its sync instead. Main thread.
  */
 struct metric_histogram;
 typedef void (*journal_sync_fn)(void *arg);
-void	journal_set_sync_notify(struct journal *, journal_sync_fn, void *arg,
-	    struct metric_histogram *fsync_latency);
+/* Add (fn non-NULL) or remove (fn NULL, same arg) a sync listener. */
+void	journal_sync_listen(struct journal *, journal_sync_fn, void *arg);
+/* Record every WAL fdatasync's latency in h (may be NULL). */
+void	journal_sync_histogram(struct journal *, struct metric_histogram *h);
 int	journal_begin_deferred(struct journal *, char **cause);
 int	journal_commit_deferred(struct journal *, uint64_t *ticket,
 	    char **cause);

@@ -42,7 +42,9 @@ struct journal {
 
 	struct journal_pipe *pipe;	/* journal_pipeline.c's statements */
 	struct journal_syncer *syncer;	/* journal_sync.c; NULL: process */
-	int		 deferred;	/* the open batch is deferred */
+	int		 needs_sync;	/* the open txn stored webhooks or
+					   events: durable before COMMIT
+					   returns (unless deferred) */
 };
 
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
@@ -57,6 +59,9 @@ int	journal_prune_events(struct journal *j, int64_t cutoff_ms,
 /* Start/stop the WAL syncer thread (durability = full). */
 int	journal_syncer_start(struct journal *j, char **cause);
 void	journal_syncer_stop(struct journal *j);
+/* After a COMMIT: if the transaction needs_sync, block until the WAL is
+ * synced (durability = full). 0, or -1 when the fsync failed. */
+int	journal_sync_after_commit(struct journal *j, char **cause);
 /* Hand a committed ticket to the syncer. */
 void	journal_syncer_request(struct journal *j, uint64_t ticket);
 /* Finalise the pipeline's prepared statements (before sqlite3_close). */

@@ -148,17 +148,21 @@ static int
 journal_pipe_end(struct journal *j, int own, int ok, char **cause)
 {
 	if (!ok) {
-		if (own)
+		if (own) {
 			journal_abort_txn(j->db, "pipeline");
-		else
+			j->needs_sync = 0;
+		} else
 			j->txn_failed = 1;
 		return -1;
 	}
-	if (own && journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
+	if (!own)
+		return 0;
+	if (journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
 		journal_abort_txn(j->db, "pipeline commit");
+		j->needs_sync = 0;
 		return -1;
 	}
-	return 0;
+	return journal_sync_after_commit(j, cause);
 }
 
 static char *
@@ -468,6 +472,8 @@ journal_add_event(struct journal *j, int64_t row_id, const char *topic,
 		return journal_pipe_end(j, own, 0, cause);
 	}
 	*seq = sqlite3_last_insert_rowid(j->db);
+	/* A seq must be durable before anyone sees it: never reused. */
+	j->needs_sync = 1;
 	sqlite3_bind_int64(set, 1, row_id);
 	sqlite3_bind_int64(set, 2, *seq);
 	ok = sqlite3_step(set) == SQLITE_DONE;

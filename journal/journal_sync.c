@@ -1,12 +1,14 @@
 /*
- * journal_sync.c: deferred durability for the ingest path. With durability
- * = full, a group commit runs with synchronous = NORMAL (the WAL frames are
- * written, not yet synced) and gets a ticket; this file's syncer thread
- * fdatasyncs the WAL file and publishes the highest durable ticket, so the
- * event loop keeps reading while the disk works, and one fsync covers every
- * batch committed before it. Every other commit stays synchronous = FULL.
- * The syncer thread only calls fdatasync and the notify function; it never
- * touches SQLite.
+ * journal_sync.c: durability without fsync on the event loop. The write
+ * connection runs synchronous = NORMAL (COMMIT writes the WAL, no fsync);
+ * with durability = full this file's syncer thread fdatasyncs the WAL and
+ * publishes the highest durable ticket. Ingest group commits take a ticket
+ * and are answered when it is durable, so the loop keeps reading while the
+ * disk works and one fsync covers every batch before it. Commits that
+ * assign event seqs wait for their sync (a seq must never be reused after
+ * a power loss); cross-check verdicts and publish marks can be redone, so
+ * they never wait. The syncer thread only calls fdatasync and the notify
+ * function; it never touches SQLite.
  */
 #include <sys/stat.h>
 
@@ -28,6 +30,8 @@
 #include "journal/journal.h"
 #include "journal/journal_int.h"
 
+#define JOURNAL_SYNC_LISTENERS 4
+
 struct journal_syncer {
 	pthread_t		 thread;
 	pthread_mutex_t		 lock;
@@ -38,8 +42,10 @@ struct journal_syncer {
 	_Atomic uint64_t	 failed;
 	char			*wal_path;
 	int			 fd;
-	journal_sync_fn		 notify;
-	void			*arg;
+	struct {
+		journal_sync_fn	 fn;
+		void		*arg;
+	}			 listeners[JOURNAL_SYNC_LISTENERS];
 	struct metric_histogram	*latency;
 	uint64_t		 issued;	/* main thread */
 };
@@ -69,6 +75,18 @@ journal_sync_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Under the lock, so a listener removed is never called afterwards. */
+static void
+journal_sync_call_listeners(struct journal_syncer *sy)
+{
+	int i;
+
+	for (i = 0; i < JOURNAL_SYNC_LISTENERS; i++) {
+		if (sy->listeners[i].fn != NULL)
+			sy->listeners[i].fn(sy->listeners[i].arg);
+	}
 }
 
 static void *
@@ -104,10 +122,9 @@ journal_sync_main(void *arg)
 			    sy->wal_path, strerror(errno));
 			atomic_store(&sy->failed, target);
 		}
-		if (sy->notify != NULL)
-			sy->notify(sy->arg);
 		pthread_mutex_lock(&sy->lock);
 		pthread_cond_broadcast(&sy->cond);
+		journal_sync_call_listeners(sy);
 	}
 	pthread_mutex_unlock(&sy->lock);
 	return NULL;
@@ -181,31 +198,42 @@ journal_syncer_request(struct journal *j, uint64_t ticket)
 }
 
 void
-journal_set_sync_notify(struct journal *j, journal_sync_fn fn, void *arg,
-    struct metric_histogram *latency)
+journal_sync_listen(struct journal *j, journal_sync_fn fn, void *arg)
+{
+	struct journal_syncer *sy = j->syncer;
+	int i;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->lock);
+	for (i = 0; i < JOURNAL_SYNC_LISTENERS; i++) {
+		if (fn == NULL && sy->listeners[i].arg == arg)
+			sy->listeners[i].fn = NULL;
+		else if (fn != NULL && sy->listeners[i].fn == NULL) {
+			sy->listeners[i].fn = fn;
+			sy->listeners[i].arg = arg;
+			break;
+		}
+	}
+	if (fn != NULL && i == JOURNAL_SYNC_LISTENERS)
+		abort();	/* raise JOURNAL_SYNC_LISTENERS */
+	pthread_mutex_unlock(&sy->lock);
+}
+
+void
+journal_sync_histogram(struct journal *j, struct metric_histogram *h)
 {
 	if (j->syncer == NULL)
 		return;
 	pthread_mutex_lock(&j->syncer->lock);
-	j->syncer->notify = fn;
-	j->syncer->arg = arg;
-	j->syncer->latency = latency;
+	j->syncer->latency = h;
 	pthread_mutex_unlock(&j->syncer->lock);
 }
 
 int
 journal_begin_deferred(struct journal *j, char **cause)
 {
-	if (j->syncer != NULL && !j->in_txn &&
-	    journal_exec(j->db, "PRAGMA synchronous = NORMAL",
-	    "journal sync mode", cause) != 0)
-		return -1;
-	j->deferred = j->syncer != NULL;
-	if (journal_begin(j, cause) != 0) {
-		journal_rollback(j);	/* restores synchronous = FULL */
-		return -1;
-	}
-	return 0;
+	return journal_begin(j, cause);
 }
 
 int
@@ -213,18 +241,35 @@ journal_commit_deferred(struct journal *j, uint64_t *ticket, char **cause)
 {
 	static uint64_t process_ticket;
 
+	j->needs_sync = 0;	/* the caller waits for the ticket instead */
 	if (journal_commit(j, cause) != 0)
 		return -1;
 	if (j->syncer == NULL) {
 		*ticket = ++process_ticket;
 		return 0;
 	}
-	j->deferred = 0;
-	if (journal_exec(j->db, "PRAGMA synchronous = FULL",
-	    "journal sync mode", cause) != 0)
-		log_error("journal_sync_mode", "error=\"%s\"", *cause);
 	*ticket = ++j->syncer->issued;
 	journal_syncer_request(j, *ticket);
+	return 0;
+}
+
+int
+journal_sync_after_commit(struct journal *j, char **cause)
+{
+	uint64_t ticket;
+
+	if (!j->needs_sync || j->syncer == NULL) {
+		j->needs_sync = 0;
+		return 0;
+	}
+	j->needs_sync = 0;
+	ticket = ++j->syncer->issued;
+	journal_syncer_request(j, ticket);
+	journal_sync_wait(j, ticket);
+	if (atomic_load(&j->syncer->synced) < ticket) {
+		*cause = xasprintf("journal commit: fsync of the WAL failed");
+		return -1;
+	}
 	return 0;
 }
 

@@ -686,7 +686,8 @@ server_free(struct server *s)
 		return;
 	s->commit_cb = NULL;	/* the pipeline is stopping too */
 	if (s->journal != NULL) {
-		journal_set_sync_notify(s->journal, NULL, NULL, NULL);
+		journal_sync_listen(s->journal, NULL, s);
+		journal_sync_histogram(s->journal, NULL);
 		server_commit_cb(-1, 0, s);
 		/* Answer what is stored once it is durable: nothing owed. */
 		TAILQ_FOREACH(b, &s->waiting, entry)
@@ -716,7 +717,8 @@ void
 server_attach_journal(struct server *s, struct journal *journal)
 {
 	s->journal = journal;
-	journal_set_sync_notify(journal, server_sync_notify, s, &s->m_fsync);
+	journal_sync_listen(journal, server_sync_notify, s);
+	journal_sync_histogram(journal, &s->m_fsync);
 }
 
 void
