@@ -63,6 +63,8 @@ struct listener {
 	struct metric_counter	 m_paused;
 	struct metric_counter	 m_accept_errors;
 	struct event		*backoff;
+	void			(*status_fn)(void *, int);
+	void			*status_arg;
 };
 
 static size_t
@@ -172,6 +174,34 @@ listener_init_cb(evutil_socket_t unused, short what, void *arg)
 	evtimer_add(c->deadline, &c->l->timeout);
 }
 
+/*
+ * Data was added to a connection's output. evhttp writes each response's
+ * status line with one add, so an add that starts "HTTP/1.x NNN " is a
+ * response head: this sees every status, libevent's own errors included.
+ */
+static void
+listener_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct listener *l = arg;
+	struct evbuffer_ptr p;
+	char head[13];
+	int code;
+
+	if (info->n_added < sizeof head ||
+	    evbuffer_ptr_set(buf, &p, info->orig_size, EVBUFFER_PTR_SET) != 0 ||
+	    evbuffer_copyout_from(buf, &p, head, sizeof head) !=
+	    (ev_ssize_t)sizeof head)
+		return;
+	if (memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ' ||
+	    head[12] != ' ' || head[9] < '1' || head[9] > '5' ||
+	    head[10] < '0' || head[10] > '9' || head[11] < '0' ||
+	    head[11] > '9')
+		return;
+	code = (head[9] - '0') * 100 + (head[10] - '0') * 10 + head[11] - '0';
+	l->status_fn(l->status_arg, code);
+}
+
 /* evhttp asks for each accepted connection's bufferevent: count it here. */
 static struct bufferevent *
 listener_bev_cb(struct event_base *base, void *arg)
@@ -192,6 +222,12 @@ listener_bev_cb(struct event_base *base, void *arg)
 	} else if ((bev = bufferevent_socket_new(base, -1,
 	    BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		return NULL;
+	if (l->status_fn != NULL &&
+	    evbuffer_add_cb(bufferevent_get_output(bev), listener_output_cb,
+	    l) == NULL) {
+		bufferevent_free(bev);
+		return NULL;
+	}
 	c = xcalloc(1, sizeof *c);
 	c->l = l;
 	c->bev = bev;
@@ -340,6 +376,8 @@ listener_new(struct event_base *base, struct evhttp *http,
 	l->http = http;
 	l->tls = lc->tls;
 	l->max = lc->max_connections;
+	l->status_fn = lc->status_fn;
+	l->status_arg = lc->status_arg;
 	l->timeout.tv_sec = lc->request_timeout_ms / 1000;
 	l->timeout.tv_usec = (lc->request_timeout_ms % 1000) * 1000;
 	evhttp_set_bevcb(http, listener_bev_cb, l);

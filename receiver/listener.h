@@ -21,6 +21,10 @@ struct listener_config {
 	int		 max_connections;
 	int64_t		 request_timeout_ms;
 	int		 metrics;	/* register payhook_http_* metrics */
+	/* Called with the status of every response written on a connection,
+	 * including the ones libevent answers itself (400, 413, 501). */
+	void		(*status_fn)(void *arg, int status);
+	void		*status_arg;
 };
 
 /* Bind addr and feed accepted connections to http. */

@@ -63,12 +63,13 @@ struct server_batch {
 };
 TAILQ_HEAD(server_batches, server_batch);
 
-/* Statuses counted by payhook_http_requests_total. */
+/* Statuses counted by payhook_http_requests_total (anything else: other). */
 static const int server_statuses[] = { 200, 400, 401, 404, 405, 413, 415,
-    503 };
+    501, 503, 0 };
 static const char *server_status_labels[] = { "status=\"200\"",
     "status=\"400\"", "status=\"401\"", "status=\"404\"", "status=\"405\"",
-    "status=\"413\"", "status=\"415\"", "status=\"503\"" };
+    "status=\"413\"", "status=\"415\"", "status=\"501\"",
+    "status=\"503\"", "status=\"other\"" };
 #define SERVER_NSTATUS UTIL_ARRAY_LEN(server_statuses)
 
 struct server {
@@ -118,17 +119,18 @@ server_mono_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Every response head written on the public listener (listener.c). */
 static void
-server_count_status(struct server *s, int code)
+server_count_status(void *arg, int code)
 {
+	struct server *s = arg;
 	size_t i;
 
-	for (i = 0; i < SERVER_NSTATUS; i++) {
-		if (server_statuses[i] == code) {
-			metric_inc(&s->m_status[i]);
-			return;
-		}
+	for (i = 0; i < SERVER_NSTATUS - 1; i++) {
+		if (server_statuses[i] == code)
+			break;
 	}
+	metric_inc(&s->m_status[i]);	/* the last one is "other" */
 }
 
 /* Send a small static JSON body with code; extra header optional. */
@@ -150,7 +152,6 @@ server_reply(struct server *s, struct evhttp_request *req, int code,
 		evbuffer_add_reference(s->reply, json, strlen(json), NULL,
 		    NULL);
 	evhttp_send_reply(req, code, reason, s->reply);
-	server_count_status(s, code);
 }
 
 static void
@@ -668,6 +669,8 @@ server_new(struct event_base *base, const struct config *cfg,
 	lc.max_connections = (int)cfg->max_connections;
 	lc.request_timeout_ms = cfg->request_timeout_ms;
 	lc.metrics = 1;
+	lc.status_fn = server_count_status;
+	lc.status_arg = s;
 	if ((s->listener = listener_new(base, s->http, &lc, cause)) == NULL)
 		goto fail;
 	server_register_metrics(s);
