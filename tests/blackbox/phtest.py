@@ -447,3 +447,325 @@ def metrics_delta(before, after):
 
 def metric_key(name, **labels):
     return (name, frozenset(labels.items()))
+
+
+_LABELS = re.compile(
+    r'^[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*,?$')
+
+
+def parse_prometheus_strict(text):
+    """parse_prometheus plus what it lets through: every label block must be
+    name="value" pairs (escapes \\\\ \\" \\n only) with no name twice,
+    histogram buckets need an le label, and the text ends with a newline."""
+    if text and not text.endswith("\n"):
+        raise ValueError("text does not end with a newline")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            raise ValueError("line %d: malformed sample: %r" % (n, line))
+        block = m.group(3)
+        if m.group(2) is not None and block != "":
+            if not _LABELS.match(block):
+                raise ValueError("line %d: malformed labels: %r" % (n, line))
+            names = re.findall(r'(?:^|,)([a-zA-Z_][a-zA-Z0-9_]*)="', block)
+            if len(names) != len(set(names)):
+                raise ValueError("line %d: label twice: %r" % (n, line))
+            if m.group(1).endswith("_bucket") and "le" not in names:
+                raise ValueError("line %d: bucket without le" % n)
+        elif m.group(1).endswith("_bucket"):
+            raise ValueError("line %d: bucket without le" % n)
+    return parse_prometheus(text)
+
+
+def _runner_skip(self, name, why):
+    """Record a part that could not run here (printed, not a failure)."""
+    self.skipped += 1
+    print("skip %s: %s" % (name, why))
+    sys.stdout.flush()
+
+
+def _runner_done_skippable(self):
+    """Like done(), but exit 77 (ctest SKIP_RETURN_CODE) when something was
+    skipped and nothing failed, so a skipped part is not reported as a
+    pass."""
+    if self.skipped and not self.failed:
+        print("%s: %d passed, %d failed" % (self.title, self.passed,
+                                            self.failed))
+        print("%s: %d part(s) skipped" % (self.title, self.skipped))
+        sys.exit(77)
+    self.done()
+
+
+Runner.skip = _runner_skip
+Runner.done_skippable = _runner_done_skippable
+
+
+# --- additions for the dispatch tests (ZeroMQ feed/replay, event schema) ---
+# python3-zmq and python3-jsonschema are imported lazily so the rest of this
+# module stays stdlib-only.
+EVENT_SCHEMA = os.path.join(SRC, "schemas", "payment_event.v1.json")
+
+
+def dispatch_endpoints(service):
+    """(feed, replay) ZeroMQ endpoints a started Service bound (tcp://...:*
+    resolved): from the "listening" line, else the publisher_started line."""
+    for f, r in (("feed", "replay"), ("publish", "replay")):
+        if service.listening.get(f) and service.listening.get(r):
+            return service.listening[f], service.listening[r]
+    for line in service.log_lines:
+        if "event=publisher_started" in line:
+            m = dict(re.findall(r"(\w+)=(\S+)", line))
+            return m["feed"], m["replay"]
+    raise RuntimeError("no ZeroMQ endpoints in the log:\n" + service.log())
+
+
+def event_validator():
+    """A jsonschema validator for schemas/payment_event.v1.json, plus one
+    for its $defs/heartbeat: (events, heartbeats)."""
+    import jsonschema
+    with open(EVENT_SCHEMA) as f:
+        schema = json.load(f)
+    cls = jsonschema.Draft202012Validator
+    cls.check_schema(schema)
+    hb = dict(schema["$defs"]["heartbeat"])
+    hb["$defs"] = schema["$defs"]
+    return cls(schema), cls(hb)
+
+
+def journal_events(service):
+    """[(seq, topic, json_text)] from the journal's events table, by seq."""
+    return [(s, t, j.decode() if isinstance(j, bytes) else j) for s, t, j in
+            service.rows("SELECT seq, topic, json FROM events ORDER BY seq")]
+
+
+def schema_errors(validator, events):
+    """Messages for every (seq, topic, json_text) that fails the schema or
+    whose topic frame differs from its JSON topic / seq field."""
+    out = []
+    for seq, topic, text in events:
+        ev = json.loads(text)
+        for e in validator.iter_errors(ev):
+            out.append("seq %s: %s at %s" % (seq, e.message,
+                                              "/".join(map(str, e.path))))
+        if ev.get("topic") != topic or ev.get("seq") != seq:
+            out.append("seq %s: frame topic %r / json %r seq %r" % (
+                seq, topic, ev.get("topic"), ev.get("seq")))
+    return out
+
+
+class ZmqConsumer:
+    """A reliable consumer written against docs/consumers.md only: SUB to
+    the live feed (subscribed first), DEALER to replay, seq-ordered, gap
+    filling from seq jumps and heartbeats. Holds {seq: (topic, json_text)}
+    and counts what it had to repair. curve = (server_pub, pub, sec) Z85."""
+
+    def __init__(self, feed, replay, prefix="", start=None, curve=None,
+                 rcvhwm=None, rcvbuf=None):
+        import zmq
+        self.zmq = zmq
+        self.ctx = zmq.Context()
+        self.feed_ep, self.replay_ep, self.prefix = feed, replay, prefix
+        self.curve = curve
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        if rcvhwm is not None:
+            self.sub.setsockopt(zmq.RCVHWM, rcvhwm)
+        if rcvbuf is not None:
+            self.sub.setsockopt(zmq.RCVBUF, rcvbuf)
+        self._curve(self.sub)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"heartbeat")
+        self.sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self.sub.connect(feed)
+        self.dealer = None
+        self._new_dealer()
+        self.events = {}
+        self.order = []
+        self.pos = start            # next seq wanted; None: from live tail
+        self.head = 0
+        self.heartbeats = []
+        self.replays = self.gap_fills = self.live = self.dups = 0
+        self.conflicts = 0
+
+    def _curve(self, s):
+        if self.curve:
+            zmq = self.zmq
+            s.setsockopt(zmq.CURVE_SERVERKEY, self.curve[0].encode())
+            s.setsockopt(zmq.CURVE_PUBLICKEY, self.curve[1].encode())
+            s.setsockopt(zmq.CURVE_SECRETKEY, self.curve[2].encode())
+
+    def _new_dealer(self):
+        if self.dealer is not None:
+            self.dealer.close(0)
+        self.dealer = self.ctx.socket(self.zmq.DEALER)
+        self.dealer.setsockopt(self.zmq.LINGER, 0)
+        self._curve(self.dealer)
+        self.dealer.connect(self.replay_ep)
+
+    def request(self, frames, timeout=3.0):
+        """Raw replay request (list of str/bytes, no delimiter added);
+        returns the reply frames as bytes, or None on timeout."""
+        self.dealer.send_multipart([b""] + [
+            f if isinstance(f, bytes) else str(f).encode() for f in frames])
+        if not self.dealer.poll(int(timeout * 1000)):
+            self._new_dealer()
+            return None
+        reply = self.dealer.recv_multipart()
+        assert reply[0] == b"", reply[:2]
+        return reply[1:]
+
+    def replay(self, from_seq, max_count=1000, prefix=None):
+        """(head, [(seq, topic, json_text)]) or raises on ERROR/timeout."""
+        frames = ["REPLAY", from_seq, max_count]
+        if prefix if prefix is not None else self.prefix:
+            frames.append(prefix if prefix is not None else self.prefix)
+        for _ in range(5):
+            reply = self.request(frames)
+            if reply is not None:
+                break
+        else:
+            raise RuntimeError("replay did not answer")
+        if reply[0] != b"BATCH":
+            raise RuntimeError("replay: %r" % reply)
+        head, count = int(reply[1]), int(reply[2])
+        assert len(reply) == 3 + 2 * count, (len(reply), count)
+        out = []
+        for i in range(count):
+            text = reply[4 + 2 * i].decode()
+            out.append((json.loads(text)["seq"], reply[3 + 2 * i].decode(),
+                        text))
+        return head, out
+
+    def _apply(self, seq, topic, text):
+        if self.pos is not None and seq < self.pos:
+            self.dups += 1
+            if seq in self.events and self.events[seq] != (topic, text):
+                self.conflicts += 1     # same seq, other content: a bug
+            return
+        assert seq not in self.events, seq
+        self.events[seq] = (topic, text)
+        self.order.append(seq)
+        self.pos = seq + 1
+
+    def catch_up(self):
+        """Replay from pos until the journal has no more."""
+        self.replays += 1
+        while True:
+            head, batch = self.replay(self.pos)
+            for seq, topic, text in batch:
+                self._apply(seq, topic, text)
+            self.head = max(self.head, head)
+            if len(batch) < 1000:
+                if self.pos <= head:
+                    self.pos = head + 1
+                return
+
+    def poll(self, timeout=0.2):
+        """Handle at most one feed message; False when none came."""
+        if not self.sub.poll(int(timeout * 1000)):
+            return False
+        topic, body = self.sub.recv_multipart()
+        if topic == b"heartbeat":
+            hb = json.loads(body)
+            self.heartbeats.append(hb)
+            self.head = max(self.head, hb["head_seq"])
+            if self.pos is None:
+                self.pos = hb["head_seq"] + 1
+            elif hb["head_seq"] >= self.pos:
+                self.gap_fills += 1
+                self.catch_up()
+            return True
+        text = body.decode()
+        seq = json.loads(text)["seq"]
+        self.live += 1
+        if self.pos is None:
+            self.pos = seq
+        if seq > self.pos:
+            self.gap_fills += 1
+            self.catch_up()
+        self._apply(seq, topic.decode(), text)
+        return True
+
+    def run_until(self, pred, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll(0.05)
+            if pred(self):
+                return True
+        return pred(self)
+
+    def holds(self, n):
+        """True once seq 1..n are held and the head says nothing more."""
+        return len(self.events) >= n and self.pos is not None and \
+            self.pos > n and self.head <= n
+
+    def close(self):
+        self.sub.close(0)
+        self.dealer.close(0)
+        self.ctx.term()
+
+
+def verify_against_journal(service, held):
+    """Problems (list of str) comparing {seq: (topic, json)} a consumer
+    holds with the journal: same seqs 1..head, same bytes, same topics."""
+    journal = journal_events(service)
+    problems = []
+    seqs = [s for s, _, _ in journal]
+    if seqs != list(range(1, len(seqs) + 1)):
+        problems.append("journal seqs are not 1..%d" % len(seqs))
+    if sorted(held) != seqs:
+        missing = sorted(set(seqs) - set(held))
+        extra = sorted(set(held) - set(seqs))
+        problems.append("held %d events, journal %d; missing %s extra %s" % (
+            len(held), len(seqs), missing[:10], extra[:10]))
+    for seq, topic, text in journal:
+        if seq in held and held[seq] != (topic, text):
+            problems.append("seq %d differs from the journal" % seq)
+    return problems
+
+
+def post_many(service, bodies, retry_until=None):
+    """POST signed bodies over one keep-alive connection (reconnecting on
+    errors, as GOV.UK Pay retries); returns the list of statuses. With
+    retry_until (a monotonic deadline) a body is re-sent until it gets a
+    2xx, re-reading service.port each time (the service may restart)."""
+    statuses, conn, port = [], None, None
+    for body in bodies:
+        while True:
+            try:
+                if conn is None or port != service.port:
+                    if conn is not None:
+                        conn.close()
+                    port = service.port
+                    conn = http.client.HTTPConnection("127.0.0.1", port,
+                                                      timeout=5)
+                conn.request("POST", "/webhooks/govuk-pay", body, {
+                    "Content-Type": "application/json",
+                    "Pay-Signature": sign(body)})
+                r = conn.getresponse()
+                r.read()
+                status = r.status
+            except (OSError, http.client.HTTPException, TypeError):
+                if conn is not None:
+                    conn.close()
+                conn, status = None, None
+            if status is not None and 200 <= status < 300:
+                break
+            if retry_until is None or time.monotonic() > retry_until:
+                break
+            time.sleep(0.05)
+        statuses.append(status)
+    if conn is not None:
+        conn.close()
+    return statuses
+
+
+def webhook_at(message_id, payment_id, event_type, created_date,
+               status="success", amount=5000):
+    """webhook() with the envelope's created_date (when it happened)."""
+    body = json.loads(webhook(message_id, payment_id, event_type, amount,
+                              status))
+    body["created_date"] = created_date
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,331 @@
+#!/usr/bin/python3
+"""test_ingest_limits.py: connection limits of the public listener against
+the real `payhook serve`: a slowloris client (one header byte every 0.5 s)
+and a slow body are cut off after request_timeout while normal clients keep
+being served; an idle kept-alive connection is closed after request_timeout;
+with max_connections = 8 a ninth client waits until one of the eight closes.
+Prints "limits: N passed, N failed"."""
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from phtest import (Runner, Service, metric, parse_http_responses,  # noqa
+                    pay_id, sign, signed_request_bytes, wait_for, webhook)
+
+PATH = "/webhooks/govuk-pay"
+TIMEOUT = 2.0          # request_timeout configured below
+_n = [0]
+
+
+def fresh_id():
+    _n[0] += 1
+    return pay_id(0x9000 + _n[0])
+
+
+def wait_closed(sock, limit):
+    """Seconds until the peer closes sock (EOF/reset), or None."""
+    t0 = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - t0 < limit:
+        try:
+            got = sock.recv(4096)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - t0
+        if not got:
+            return time.monotonic() - t0
+    return None
+
+
+class Slowloris(threading.Thread):
+    """Sends a request head one byte every `interval` seconds until the
+    server closes the connection; records when that happened."""
+
+    def __init__(self, port, data, interval=0.5, limit=8.0, prefix=b""):
+        super().__init__(daemon=True)
+        self.port, self.data, self.prefix = port, data, prefix
+        self.interval, self.limit = interval, limit
+        self.cut_after = None
+        self.sent = 0
+        self.response = b""
+
+    def run(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        t0 = time.monotonic()
+        try:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.prefix:
+                s.sendall(self.prefix)
+            s.settimeout(self.interval)
+            while time.monotonic() - t0 < self.limit:
+                if self.sent < len(self.data):
+                    try:
+                        s.send(self.data[self.sent:self.sent + 1])
+                        self.sent += 1
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.cut_after = time.monotonic() - t0
+                        return
+                try:
+                    got = s.recv(4096)
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    self.cut_after = time.monotonic() - t0
+                    return
+                if not got:
+                    self.cut_after = time.monotonic() - t0
+                    return
+                self.response += got
+        finally:
+            s.close()
+
+
+def normal_clients(s, stop, results):
+    while not stop.is_set():
+        mid = fresh_id()
+        b = webhook(mid)
+        t0 = time.monotonic()
+        try:
+            st, h, body = s.request("POST", PATH, b, {
+                "Content-Type": "application/json",
+                "Pay-Signature": sign(b)}, timeout=3)
+        except OSError as e:
+            st, body = None, repr(e)
+        results.append((st, body, time.monotonic() - t0, mid))
+        time.sleep(0.1)
+
+
+def t_slowloris(r, s):
+    before = s.metrics()
+    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            "application/json\r\nX-Padding: %s\r\n" % (PATH, "a" * 200)
+            ).encode()
+    loris = [Slowloris(s.port, head) for _ in range(4)]
+    # a slow body: whole head at once, then one body byte every 0.5 s
+    b = webhook(fresh_id())
+    slow_body = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 "application/json\r\nPay-Signature: %s\r\nContent-Length: "
+                 "%d\r\n\r\n" % (PATH, sign(b), len(b))).encode()
+    body_loris = Slowloris(s.port, b, interval=0.5, prefix=slow_body)
+    stop, results = threading.Event(), []
+    client = threading.Thread(target=normal_clients,
+                              args=(s, stop, results), daemon=True)
+    t0 = time.monotonic()
+    for t in loris:
+        t.start()
+    body_loris.start()
+    client.start()
+    for t in loris + [body_loris]:
+        t.join(10)
+    stop.set()
+    client.join(5)
+    for i, t in enumerate(loris):
+        r.check("slowloris %d cut off after request_timeout (%.1fs)" % (
+            i, t.cut_after or -1), t.cut_after is not None and
+            TIMEOUT - 0.3 <= t.cut_after <= TIMEOUT + 2.5,
+            "sent %d bytes" % t.sent)
+        r.check("slowloris %d: head never completed, no 2xx" % i,
+                t.sent < len(head) and b" 200 " not in t.response[:20])
+    r.check("slow body cut off after request_timeout (%.1fs)" % (
+        body_loris.cut_after or -1), body_loris.cut_after is not None and
+        body_loris.cut_after <= TIMEOUT + 2.5)
+    r.check("slow body: nothing stored", not s.rows(
+        "SELECT 1 FROM webhooks WHERE body = ?", (b,)))
+    r.check("normal clients served while slowloris ran (%d requests)" %
+            len(results), len(results) >= 8 and all(
+                st == 200 and body == b'{"status":"accepted"}'
+                for st, body, _, _ in results), repr(
+                    [x[:3] for x in results if x[0] != 200][:3]))
+    r.check("normal clients answered promptly (max %.3fs)" % max(
+        [x[2] for x in results] or [0]),
+        results and max(x[2] for x in results) < 1.5)
+    r.check("normal clients' webhooks stored", all(
+        s.rows("SELECT 1 FROM webhooks WHERE message_id = ?", (mid,))
+        for _, _, _, mid in results))
+    after = s.metrics()
+    d = (metric(after, "payhook_http_connection_deadlines_total") -
+         metric(before, "payhook_http_connection_deadlines_total"))
+    r.check("deadlines_total counts the 5 slow clients (+%d)" % d, d == 5)
+    r.check("connections released after slowloris", wait_for(
+        lambda: metric(s.metrics(), "payhook_http_connections_active") == 0,
+        3))
+    r.check("slowloris ran within bounds", time.monotonic() - t0 < 12)
+
+
+def t_idle_keepalive(r, s):
+    before = s.metrics()
+    b = webhook(fresh_id())
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        sock.sendall(signed_request_bytes(b))
+        buf = b""
+        while b"\r\n\r\n" not in buf or not buf.endswith(b"}"):
+            got = sock.recv(4096)
+            if not got:
+                break
+            buf += got
+        resps = parse_http_responses(buf)
+        r.check("keep-alive: first request answered 200", resps and
+                resps[0][0] == 200 and resps[0][1].get(
+                    "connection", "").lower() != "close", repr(buf[:200]))
+        t = wait_closed(sock, TIMEOUT + 4)
+        r.check("idle keep-alive connection closed after request_timeout "
+                "(%s s)" % (t and round(t, 2)), t is not None and
+                TIMEOUT - 0.3 <= t <= TIMEOUT + 2.5)
+    finally:
+        sock.close()
+    # a client that is not idle keeps its connection across the timeout
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    ok = True
+    try:
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < TIMEOUT * 1.8:
+            b = webhook(fresh_id())
+            sock.sendall(signed_request_bytes(b))
+            buf = b""
+            while not buf.endswith(b'"}'):
+                got = sock.recv(4096)
+                if not got:
+                    ok = False
+                    break
+                buf += got
+            if not ok:
+                break
+            i += 1
+            time.sleep(0.4)
+        r.check("busy keep-alive connection survives past request_timeout "
+                "(%d requests)" % i, ok and i >= 5)
+    finally:
+        sock.close()
+    # (the idle close may come from evhttp's own timeout, set to the same
+    # request_timeout, so deadlines_total is checked with slowloris only)
+
+
+def t_max_connections(r):
+    s = Service({"max_connections": "8", "request_timeout": "20s"})
+    idle = []
+    ninth = None
+    try:
+        s.start()
+        m0 = s.metrics()
+        r.check("max_connections: paused counter starts at 0",
+                metric(m0, "payhook_http_accept_paused_total") == 0)
+        for _ in range(8):
+            idle.append(socket.create_connection(("127.0.0.1", s.port),
+                                                 timeout=5))
+        r.check("max_connections: 8 idle connections active", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_connections_active")
+            == 8, 3))
+        r.check("max_connections: accept paused once", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_accept_paused_total")
+            == 1, 3))
+        mid = fresh_id()
+        b = webhook(mid)
+        ninth = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        ninth.sendall(signed_request_bytes(b))
+        ninth.settimeout(1.5)
+        try:
+            early = ninth.recv(4096)
+        except socket.timeout:
+            early = None
+        r.check("max_connections: 9th client not served while 8 are open",
+                early is None, repr(early))
+        r.check("max_connections: still 8 active", metric(
+            s.metrics(), "payhook_http_connections_active") == 8)
+        r.check("max_connections: 9th webhook not stored yet", not s.rows(
+            "SELECT 1 FROM webhooks WHERE message_id = ?", (mid,)))
+        # /healthz on the admin listener is not affected by the cap
+        r.check("max_connections: admin listener still answers",
+                s.admin("/healthz")[0] == 200)
+        t0 = time.monotonic()
+        idle.pop().close()
+        ninth.settimeout(5)
+        buf = b""
+        try:
+            while not buf.endswith(b'"}'):
+                got = ninth.recv(4096)
+                if not got:
+                    break
+                buf += got
+        except socket.timeout:
+            pass
+        took = time.monotonic() - t0
+        resps = []
+        try:
+            resps = parse_http_responses(buf)
+        except ValueError:
+            pass
+        r.check("max_connections: 9th served once one closed (%.2fs)" % took,
+                resps and resps[0][0] == 200 and resps[0][2] ==
+                b'{"status":"accepted"}' and took < 2.0, repr(buf[:200]))
+        r.check("max_connections: 9th webhook stored", s.rows(
+            "SELECT 1 FROM webhooks WHERE message_id = ?", (mid,)))
+        # the 9th filled the freed slot: the cap was reached a 2nd time
+        r.check("max_connections: 9th at the cap counts a 2nd pause",
+                metric(s.metrics(), "payhook_http_accept_paused_total") == 2,
+                str(metric(s.metrics(), "payhook_http_accept_paused_total")))
+        ninth.close()
+        ninth = None
+        for c in idle:
+            c.close()
+        idle = []
+        r.check("max_connections: connections released", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_connections_active")
+            == 0, 3))
+        # every time the cap is reached again, the pause is counted again
+        for _ in range(8):
+            idle.append(socket.create_connection(("127.0.0.1", s.port),
+                                                 timeout=5))
+        r.check("max_connections: reaching the cap again counts a 3rd pause",
+                wait_for(lambda: metric(s.metrics(),
+                                        "payhook_http_accept_paused_total")
+                         == 3, 3), str(metric(
+                             s.metrics(), "payhook_http_accept_paused_total")))
+        for c in idle:
+            c.close()
+        idle = []
+        # a burst of 20 clients against a cap of 8: all are served
+        results = []
+
+        def one(i):
+            b = webhook(fresh_id())
+            try:
+                results.append(s.post(b)[0])
+            except OSError as e:
+                results.append(repr(e))
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(10)
+        r.check("max_connections: burst of 20 clients all served",
+                results.count(200) == 20, repr(results))
+    finally:
+        for c in idle:
+            c.close()
+        if ninth is not None:
+            ninth.close()
+        s.cleanup()
+
+
+def main():
+    r = Runner("limits")
+    s = Service({"request_timeout": "2s"})
+    try:
+        s.start()
+        r.run(t_slowloris, s)
+        r.run(t_idle_keepalive, s)
+        r.check("service alive", s.alive())
+    finally:
+        s.cleanup()
+    r.run(t_max_connections)
+    r.done()
+
+
+if __name__ == "__main__":
+    main()
