@@ -8,6 +8,10 @@
 #ifndef PAYHOOK_PUBLISHER_H
 #define PAYHOOK_PUBLISHER_H
 
+#include <stddef.h>
+
+#define PUBLISHER_Z85_KEY_LEN	40	/* CURVE keys in Z85 */
+
 struct event_base;
 struct config;
 struct journal;
@@ -25,5 +29,14 @@ int	publisher_ready(void *publisher, const char **why);
 /* The endpoints actually bound (after tcp://...:* resolution). */
 const char *publisher_feed_endpoint(const struct publisher *);
 const char *publisher_replay_endpoint(const struct publisher *);
+
+/* CURVE key files (any thread; no state). A key file's first non-comment
+ * line is a 40-char Z85 secret key (checked with zmq_curve_public). */
+int	publisher_read_key_file(const char *path,
+	    char key[PUBLISHER_Z85_KEY_LEN + 1], char **cause);
+/* curve_clients_file: one Z85 public key per line, anything after
+ * whitespace is a name, '#' comments. Caller frees each and the array. */
+int	publisher_read_clients_file(const char *path, char ***keys, size_t *n,
+	    char **cause);
 
 #endif

@@ -1,0 +1,651 @@
+/*
+ * publisher.c: the checked -> published stage, on the main (libevent)
+ * thread. Takes rows needing an event from the journal, normalises them,
+ * assigns each seq with journal_add_event (the stored JSON is exactly what
+ * is sent) and hands (seq, topic, json) to the bus thread with DONTWAIT.
+ * The bus reports "sent up to seq N" through an eventfd, and rows are then
+ * marked published. Also reads the CURVE key files at start-up. It must
+ * never block on ZeroMQ.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include <event2/event.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/util.h"
+#include "common/xmalloc.h"
+#include "dispatch/bus.h"
+#include "dispatch/normalise.h"
+#include "dispatch/publisher.h"
+#include "journal/journal.h"
+
+#define PUBLISHER_BATCH		256	/* rows or events per journal read */
+#define PUBLISHER_PUMP_MAX	1024	/* rows per callback, then yield */
+#define PUBLISHER_TICK_MS	1000	/* safety-net pass */
+#define PUBLISHER_RETRY_MS	5	/* journal busy with a group commit */
+
+struct publisher {
+	struct event_base	*base;
+	struct journal		*journal;
+	struct bus		*bus;
+	int			 include_pii;
+	int			 efd;		/* bus -> main: sent up to */
+	struct event		*ev_sent;
+	struct event		*ev_pump;
+	struct event		*ev_tick;
+	struct event		*ev_retry;
+	_Atomic int64_t		 sent_upto;	/* written by the bus thread */
+	int64_t			 assigned;	/* highest seq in the journal */
+	int64_t			 handed;	/* highest seq given to the bus */
+	int64_t			 confirmed;	/* highest seq marked published */
+	int			 blocked;	/* pipe full until next sent */
+	int			 broken;	/* seq invariant broken: stop */
+	struct bus_metrics	 m;
+};
+
+/* Bus thread: remember the highest seq sent and poke the main loop. */
+static void
+publisher_sent_cb(void *arg, int64_t upto)
+{
+	struct publisher *p = arg;
+	uint64_t one = 1;
+
+	atomic_store(&p->sent_upto, upto);
+	if (write(p->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_warn("publisher_notify_failed", "error=\"%s\"",
+		    strerror(errno));
+}
+
+static void
+publisher_schedule_retry(struct publisher *p)
+{
+	struct timeval tv = { 0, PUBLISHER_RETRY_MS * 1000 };
+
+	if (!evtimer_pending(p->ev_retry, NULL))
+		evtimer_add(p->ev_retry, &tv);
+}
+
+/* Hand one event to the bus: 0 handed, 1 pipe full, -1 bus gone. */
+static int
+publisher_hand(struct publisher *p, int64_t seq, const char *topic,
+    const char *json, size_t len)
+{
+	int rc = bus_send(p->bus, seq, topic, json, len);
+
+	if (rc == 0)
+		p->handed = seq;
+	else if (rc > 0)
+		p->blocked = 1;
+	return rc;
+}
+
+/* Events assigned (perhaps before a crash) but not yet handed over. */
+static int
+publisher_backlog(struct publisher *p)
+{
+	struct journal_event *ev = NULL;
+	char *cause = NULL;
+	size_t n, i;
+	int rc = 0;
+
+	while (rc == 0 && p->handed < p->assigned) {
+		if (journal_unsent_events(p->journal, p->handed,
+		    PUBLISHER_BATCH, &ev, &n, &cause) != 0) {
+			log_warn("publisher_backlog_failed", "error=\"%s\"",
+			    cause);
+			free(cause);
+			return -1;
+		}
+		if (n == 0) {
+			journal_events_free(ev, n);
+			p->handed = p->assigned;
+			break;
+		}
+		for (i = 0; i < n && rc == 0; i++) {
+			if (ev[i].seq <= p->handed)
+				continue;
+			rc = publisher_hand(p, ev[i].seq, ev[i].topic,
+			    ev[i].json, ev[i].len);
+		}
+		journal_events_free(ev, n);
+	}
+	return rc;
+}
+
+/* An event assigned in the open batch, handed over after COMMIT. */
+struct publisher_pending {
+	int64_t		 seq;
+	char		 topic[NORMALISE_TOPIC_MAX];
+	char		*json;
+	size_t		 len;
+};
+
+/* Normalise one row and assign its seq inside the open transaction. */
+static int
+publisher_row(struct publisher *p, const struct journal_row *row,
+    struct publisher_pending *pe)
+{
+	struct normalise_opts o;
+	char *cause = NULL;
+	int64_t seq;
+	int later = 0;
+
+	memset(&o, 0, sizeof o);
+	o.seq = p->assigned + 1;
+	o.include_pii = p->include_pii;
+	if (row->state != JOURNAL_QUARANTINED && row->resource_id[0] != '\0' &&
+	    row->occurred_ms > 0 && journal_later_event_exists(p->journal,
+	    row->resource_id, row->occurred_ms, &later, &cause) != 0)
+		goto fail;
+	o.out_of_order = later;
+	if (normalise_row(row, &o, pe->topic, &pe->json, &pe->len,
+	    &cause) != 0)
+		goto fail;
+	if (journal_add_event(p->journal, row->id, pe->topic, pe->json,
+	    pe->len, util_now_ms(), &seq, &cause) != 0)
+		goto fail;
+	if (seq != o.seq) {
+		/* The JSON carries o.seq: never send it under another seq. */
+		log_error("publisher_seq_invariant", "expected=%lld got=%lld "
+		    "event_id=%s", (long long)o.seq, (long long)seq,
+		    row->message_id);
+		return -1;	/* rolled back; the head is read again */
+	}
+	pe->seq = seq;
+	p->assigned = seq;
+	return 0;
+fail:
+	log_warn("publisher_row_failed", "row=%lld event_id=%s error=\"%s\"",
+	    (long long)row->id, row->message_id, cause);
+	free(cause);
+	return -1;
+}
+
+/* After COMMIT: hand the batch over in order (the backlog path resends
+ * whatever does not fit now). */
+static void
+publisher_hand_batch(struct publisher *p, struct publisher_pending *pe,
+    size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!p->blocked && p->handed == pe[i].seq - 1)
+			publisher_hand(p, pe[i].seq, pe[i].topic, pe[i].json,
+			    pe[i].len);
+		log_debug("event_assigned", "seq=%lld topic=%s",
+		    (long long)pe[i].seq, pe[i].topic);
+	}
+}
+
+/* One transaction: up to PUBLISHER_BATCH rows get their events; only
+ * committed events are handed to the bus. *n gets the rows read. */
+static int
+publisher_batch(struct publisher *p, size_t want, size_t *nread)
+{
+	struct journal_row *rows = NULL;
+	struct publisher_pending *pe;
+	char *cause = NULL;
+	size_t n, i, k = 0;
+	int64_t before = p->assigned, published;
+	int rc = 0;
+
+	*nread = 0;
+	if (journal_rows_to_publish(p->journal, want, &rows, &n, &cause) != 0) {
+		log_warn("publisher_rows_failed", "error=\"%s\"", cause);
+		free(cause);
+		return -1;
+	}
+	if (n == 0) {
+		journal_rows_free(rows, n);
+		return 0;
+	}
+	pe = xcalloc(n, sizeof *pe);
+	if (journal_begin(p->journal, &cause) != 0)
+		rc = -1;
+	for (i = 0; rc == 0 && i < n; i++) {
+		if (rows[i].seq != 0)
+			continue;	/* already has its event */
+		if ((rc = publisher_row(p, &rows[i], &pe[k])) == 0)
+			k++;
+	}
+	if (rc == 0 && journal_commit(p->journal, &cause) != 0)
+		rc = -1;
+	if (rc != 0) {
+		if (cause != NULL) {
+			log_warn("publisher_batch_failed", "error=\"%s\"",
+			    cause);
+			free(cause);
+		}
+		if (journal_in_transaction(p->journal))
+			journal_rollback(p->journal);
+		/* Nothing of the batch is stored: seqs go back too. */
+		p->assigned = before;
+		if (journal_head_seq(p->journal, &p->assigned, &published,
+		    &cause) != 0) {
+			free(cause);
+			p->assigned = before;
+		}
+		k = 0;
+	}
+	publisher_hand_batch(p, pe, k);
+	for (i = 0; i < n; i++)
+		free(pe[i].json);
+	free(pe);
+	journal_rows_free(rows, n);
+	*nread = rc == 0 && k > 0 ? n : 0;
+	return rc;
+}
+
+/* New rows, at most budget; -1 on an error (the tick retries). */
+static int
+publisher_new_rows(struct publisher *p, size_t *budget)
+{
+	size_t n, want;
+
+	while (*budget > 0 && !p->broken) {
+		want = *budget < PUBLISHER_BATCH ? *budget : PUBLISHER_BATCH;
+		if (publisher_batch(p, want, &n) != 0)
+			return -1;
+		if (n == 0)
+			break;
+		*budget -= n < *budget ? n : *budget;
+	}
+	return 0;
+}
+
+static void
+publisher_pump(struct publisher *p)
+{
+	size_t budget = PUBLISHER_PUMP_MAX;
+
+	if (p->broken || !bus_running(p->bus))
+		return;
+	if (journal_in_transaction(p->journal)) {
+		publisher_schedule_retry(p);	/* after the group commit */
+		return;
+	}
+	p->blocked = 0;
+	if (publisher_backlog(p) != 0 || p->blocked)
+		return;		/* the next sent notification resumes */
+	if (publisher_new_rows(p, &budget) == 0 && budget == 0)
+		event_active(p->ev_pump, EV_TIMEOUT, 0);	/* yield */
+}
+
+static void
+publisher_mark(struct publisher *p, int64_t upto)
+{
+	char *cause = NULL;
+
+	if (upto <= p->confirmed)
+		return;
+	if (journal_mark_published(p->journal, upto, util_now_ms(),
+	    &cause) != 0) {
+		log_warn("publisher_mark_failed", "upto=%lld error=\"%s\"",
+		    (long long)upto, cause);
+		free(cause);
+		publisher_schedule_retry(p);
+		return;
+	}
+	p->confirmed = upto;
+}
+
+static void
+publisher_sent_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct publisher *p = arg;
+	uint64_t v;
+
+	if (read(p->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+		log_warn("publisher_eventfd_failed", "error=\"%s\"",
+		    strerror(errno));
+	if (journal_in_transaction(p->journal)) {
+		publisher_schedule_retry(p);
+		return;
+	}
+	publisher_mark(p, atomic_load(&p->sent_upto));
+	if (p->blocked || p->handed < p->assigned)
+		publisher_pump(p);
+}
+
+static void
+publisher_pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	publisher_pump(arg);
+}
+
+static void
+publisher_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct publisher *p = arg;
+
+	if (journal_in_transaction(p->journal)) {
+		publisher_schedule_retry(p);
+		return;
+	}
+	publisher_mark(p, atomic_load(&p->sent_upto));
+	publisher_pump(p);
+}
+
+static double
+publisher_gauge_head(void *arg)
+{
+	return (double)((struct publisher *)arg)->assigned;
+}
+
+static double
+publisher_gauge_queue(void *arg)
+{
+	struct publisher *p = arg;
+
+	return (double)(p->assigned - p->confirmed);
+}
+
+static double
+publisher_gauge_up(void *arg)
+{
+	return bus_running(((struct publisher *)arg)->bus) ? 1 : 0;
+}
+
+static void
+publisher_metrics(struct publisher *p)
+{
+	static const char pub[] = "Events sent on the live feed, by topic "
+	    "family.";
+	static const char rep[] = "Replay requests answered, by result.";
+
+	metrics_counter("payhook_events_published_total", pub,
+	    "family=\"payment\"", &p->m.published_payment);
+	metrics_counter("payhook_events_published_total", pub,
+	    "family=\"alert\"", &p->m.published_alert);
+	metrics_counter("payhook_replay_requests_total", rep,
+	    "result=\"ok\"", &p->m.replay_ok);
+	metrics_counter("payhook_replay_requests_total", rep,
+	    "result=\"error\"", &p->m.replay_error);
+	metrics_counter("payhook_zap_denied_total", "ZeroMQ clients refused "
+	    "by the ZAP handler (CURVE).", NULL, &p->m.zap_denied);
+	metrics_gauge("payhook_head_seq", "Highest event seq assigned in the "
+	    "journal.", NULL, publisher_gauge_head, p);
+	metrics_gauge("payhook_publish_queue", "Events assigned a seq but not "
+	    "yet confirmed sent.", NULL, publisher_gauge_queue, p);
+	metrics_gauge("payhook_bus_up", "1 while the ZeroMQ bus thread runs.",
+	    NULL, publisher_gauge_up, p);
+}
+
+/* Both CURVE files or neither; keys validated here, at start-up. */
+static int
+publisher_curve(const struct config *cfg, struct bus_config *bc,
+    char *secret, char **cause)
+{
+	char *why = NULL;
+
+	if ((cfg->curve_secret_key_file == NULL) !=
+	    (cfg->curve_clients_file == NULL)) {
+		*cause = xasprintf("config: %s is set but %s is not: CURVE "
+		    "needs both", cfg->curve_secret_key_file ?
+		    "curve_secret_key_file" : "curve_clients_file",
+		    cfg->curve_secret_key_file ? "curve_clients_file" :
+		    "curve_secret_key_file");
+		return -1;
+	}
+	if (cfg->curve_secret_key_file == NULL)
+		return 0;
+	if (publisher_read_key_file(cfg->curve_secret_key_file, secret, &why) != 0) {
+		*cause = xasprintf("config: curve_secret_key_file = \"%s\": %s",
+		    cfg->curve_secret_key_file, why);
+		free(why);
+		return -1;
+	}
+	if (publisher_read_clients_file(cfg->curve_clients_file, &bc->curve_clients,
+	    &bc->ncurve_clients, &why) != 0) {
+		*cause = xasprintf("config: curve_clients_file = \"%s\": %s",
+		    cfg->curve_clients_file, why);
+		free(why);
+		return -1;
+	}
+	bc->curve_secret = secret;
+	return 0;
+}
+
+static void
+publisher_free_clients(struct bus_config *bc)
+{
+	size_t i;
+
+	for (i = 0; i < bc->ncurve_clients; i++)
+		free(bc->curve_clients[i]);
+	free(bc->curve_clients);
+}
+
+struct publisher *
+publisher_new(struct event_base *base, const struct config *cfg,
+    struct journal *journal, char **cause)
+{
+	struct publisher *p = xcalloc(1, sizeof *p);
+	struct bus_config bc;
+	struct timeval tick = { PUBLISHER_TICK_MS / 1000, 0 };
+	char secret[BUS_Z85_KEY_LEN + 1] = "";
+	int64_t published = 0;
+
+	p->base = base;
+	p->journal = journal;
+	p->include_pii = cfg->include_pii;
+	p->efd = -1;
+	memset(&bc, 0, sizeof bc);
+	if (publisher_curve(cfg, &bc, secret, cause) != 0)
+		goto fail;
+	if (journal_head_seq(journal, &p->assigned, &published, cause) != 0)
+		goto fail;
+	p->handed = p->confirmed = published;
+	atomic_store(&p->sent_upto, published);
+	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		*cause = xasprintf("eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	bc.feed_endpoint = cfg->publish_endpoint;
+	bc.replay_endpoint = cfg->replay_endpoint;
+	bc.journal_dir = cfg->state_dir;
+	bc.head_seq = published;
+	bc.sent_cb = publisher_sent_cb;
+	bc.cb_arg = p;
+	bc.metrics = &p->m;
+	if ((p->bus = bus_new(&bc, cause)) == NULL)
+		goto fail;
+	p->ev_sent = event_new(base, p->efd, EV_READ | EV_PERSIST,
+	    publisher_sent_ev_cb, p);
+	p->ev_pump = event_new(base, -1, 0, publisher_pump_cb, p);
+	p->ev_tick = event_new(base, -1, EV_PERSIST, publisher_pump_cb, p);
+	p->ev_retry = evtimer_new(base, publisher_retry_cb, p);
+	if (p->ev_sent == NULL || p->ev_pump == NULL || p->ev_tick == NULL ||
+	    p->ev_retry == NULL || event_add(p->ev_sent, NULL) != 0 ||
+	    event_add(p->ev_tick, &tick) != 0) {
+		*cause = xstrdup("cannot add the publisher's events");
+		goto fail;
+	}
+	publisher_metrics(p);
+	publisher_free_clients(&bc);
+	explicit_bzero(secret, sizeof secret);
+	log_info("publisher_started", "feed=%s replay=%s curve=%s "
+	    "head_seq=%lld unsent=%lld", bus_feed_endpoint(p->bus),
+	    bus_replay_endpoint(p->bus), bc.curve_secret ? "on" : "off",
+	    (long long)p->assigned, (long long)(p->assigned - published));
+	/* Resend what a crash left assigned but unconfirmed, then new rows. */
+	event_active(p->ev_pump, EV_TIMEOUT, 0);
+	return p;
+fail:
+	publisher_free_clients(&bc);
+	explicit_bzero(secret, sizeof secret);
+	publisher_free(p);
+	return NULL;
+}
+
+void
+publisher_free(struct publisher *p)
+{
+	if (p == NULL)
+		return;
+	if (p->bus != NULL) {
+		bus_free(p->bus);	/* sends what was handed over */
+		p->bus = NULL;
+		if (!journal_in_transaction(p->journal))
+			publisher_mark(p, atomic_load(&p->sent_upto));
+	}
+	if (p->ev_sent) event_free(p->ev_sent);
+	if (p->ev_pump) event_free(p->ev_pump);
+	if (p->ev_tick) event_free(p->ev_tick);
+	if (p->ev_retry) event_free(p->ev_retry);
+	if (p->efd >= 0)
+		close(p->efd);
+	free(p);
+}
+
+void
+publisher_wake(struct publisher *p)
+{
+	if (p != NULL)
+		event_active(p->ev_pump, EV_TIMEOUT, 0);
+}
+
+int
+publisher_ready(void *arg, const char **why)
+{
+	struct publisher *p = arg;
+
+	if (p->broken) {
+		*why = "publishing stopped: seq invariant broken";
+		return 0;
+	}
+	*why = "bus thread not running";
+	return p->bus != NULL && bus_running(p->bus);
+}
+
+const char *
+publisher_feed_endpoint(const struct publisher *p)
+{
+	return bus_feed_endpoint(p->bus);
+}
+
+const char *
+publisher_replay_endpoint(const struct publisher *p)
+{
+	return bus_replay_endpoint(p->bus);
+}
+
+/* ---- CURVE key files (main thread, at start-up) ---------------------- */
+
+static int
+publisher_z85_ok(const char *s, size_t len)
+{
+	static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+	uint8_t raw[32];
+	char buf[PUBLISHER_Z85_KEY_LEN + 1];
+	size_t i;
+
+	if (len != PUBLISHER_Z85_KEY_LEN)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (strchr(alphabet, s[i]) == NULL || s[i] == '\0')
+			return 0;
+	}
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return zmq_z85_decode(raw, buf) != NULL;
+}
+
+/* Next key line: skips blanks and '#' comments; the key is the first
+ * whitespace-delimited token. Returns 0 at the end. */
+static int
+publisher_next_key(char **p, const char **key, size_t *len, int *lineno)
+{
+	char *line, *nl;
+
+	while (**p != '\0') {
+		line = *p;
+		(*lineno)++;
+		if ((nl = strchr(line, '\n')) != NULL) {
+			*nl = '\0';
+			*p = nl + 1;
+		} else
+			*p = line + strlen(line);
+		line += strspn(line, " \t\r");
+		if (*line == '\0' || *line == '#')
+			continue;
+		*key = line;
+		*len = strcspn(line, " \t\r");
+		return 1;
+	}
+	return 0;
+}
+
+int
+publisher_read_key_file(const char *path, char key[PUBLISHER_Z85_KEY_LEN + 1],
+    char **cause)
+{
+	char *buf = NULL, *p, pub[PUBLISHER_Z85_KEY_LEN + 1];
+	const char *k;
+	size_t len, klen;
+	int lineno = 0, rc = -1;
+
+	if (util_read_file(path, 65536, &buf, &len, cause) != 0)
+		return -1;
+	p = buf;
+	if (!publisher_next_key(&p, &k, &klen, &lineno))
+		*cause = xstrdup("no key in the file");
+	else if (!publisher_z85_ok(k, klen))
+		*cause = xasprintf("line %d is not a 40-character Z85 key",
+		    lineno);
+	else {
+		memcpy(key, k, PUBLISHER_Z85_KEY_LEN);
+		key[PUBLISHER_Z85_KEY_LEN] = '\0';
+		if (zmq_curve_public(pub, key) != 0) {
+			*cause = xasprintf("not a CURVE secret key: %s",
+			    zmq_strerror(errno));
+			explicit_bzero(key, PUBLISHER_Z85_KEY_LEN + 1);
+		} else
+			rc = 0;
+	}
+	explicit_bzero(buf, len);
+	free(buf);
+	return rc;
+}
+
+int
+publisher_read_clients_file(const char *path, char ***keys, size_t *n,
+    char **cause)
+{
+	char *buf = NULL, *p;
+	const char *k;
+	size_t len, klen;
+	int lineno = 0;
+
+	*keys = NULL;
+	*n = 0;
+	if (util_read_file(path, 1024 * 1024, &buf, &len, cause) != 0)
+		return -1;
+	for (p = buf; publisher_next_key(&p, &k, &klen, &lineno);) {
+		if (!publisher_z85_ok(k, klen)) {
+			*cause = xasprintf("line %d is not a 40-character Z85 "
+			    "public key", lineno);
+			while (*n > 0)
+				free((*keys)[--(*n)]);
+			free(*keys);
+			*keys = NULL;
+			free(buf);
+			return -1;
+		}
+		*keys = xreallocarray(*keys, *n + 1, sizeof **keys);
+		(*keys)[(*n)++] = xstrndup(k, klen);
+	}
+	free(buf);
+	return 0;
+}

@@ -1,0 +1,348 @@
+/*
+ * test_normalise.c: criterion tests for dispatch/normalise.c: topics, the
+ * API-vs-webhook view, verdicts and alerts, timestamps, integer amounts and
+ * PII minimisation. Rows are built in memory; no journal is opened.
+ */
+#include <criterion/criterion.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/xmalloc.h"
+#include "dispatch/normalise.h"
+#include "journal/journal.h"
+
+/* The constructed example from GOVUK-PAY.md §1.3 (webhook resource). */
+static const char hook_body[] =
+	"{\"webhook_message_id\":\"2c7fqamtqk0g4sbhnm4f4ce6qa\","
+	"\"created_date\":\"2021-10-19T10:06:13.371Z\","
+	"\"resource_id\":\"hu20sqlact5260q2nanm0q8u93\",\"api_version\":1,"
+	"\"resource_type\":\"PAYMENT\",\"event_type\":\"card_payment_captured\","
+	"\"resource\":{\"fee\":25,\"moto\":false,"
+	"\"email\":\"sherlock.holmes@example.com\","
+	"\"state\":{\"status\":\"success\",\"finished\":true},\"amount\":5000,"
+	"\"language\":\"en\",\"metadata\":{\"ledger_code\":\"AB100\","
+	"\"internal_reference_number\":200},\"reference\":\"12345\","
+	"\"net_amount\":4975,\"payment_id\":\"hu20sqlact5260q2nanm0q8u93\","
+	"\"return_url\":\"https://your.service.gov.uk/completed\","
+	"\"description\":\"Pay your council tax\",\"card_details\":{"
+	"\"card_type\":\"debit\",\"card_brand\":\"Visa\",\"expiry_date\":\"04/27\","
+	"\"billing_address\":{\"city\":\"London\",\"line1\":\"221 Baker Street\","
+	"\"line2\":\"Flat b\",\"country\":\"GB\",\"postcode\":\"NW1 6XE\"},"
+	"\"cardholder_name\":\"Sherlock Holmes\",\"last_digits_card_number\":"
+	"\"4242\",\"first_digits_card_number\":\"424242\"},"
+	"\"created_date\":\"2021-10-19T10:05:45.454Z\",\"refund_summary\":{"
+	"\"status\":\"available\",\"amount_available\":5000,"
+	"\"amount_submitted\":0},\"delayed_capture\":false,"
+	"\"payment_provider\":\"stripe\",\"settlement_summary\":{"
+	"\"captured_date\":\"2021-10-19\",\"capture_submit_time\":"
+	"\"2021-10-19T10:06:12.105Z\"},\"authorisation_summary\":{"
+	"\"three_d_secure\":{\"required\":true}}}}";
+
+/* What GET /v1/payments/{id} might answer: amount differs, no millis. */
+static const char api_body[] =
+	"{\"amount\":5001,\"description\":\"Pay your council tax\","
+	"\"reference\":\"12345\",\"language\":\"en\",\"email\":"
+	"\"sherlock.holmes@example.com\",\"state\":{\"status\":\"success\","
+	"\"finished\":true},\"payment_id\":\"hu20sqlact5260q2nanm0q8u93\","
+	"\"payment_provider\":\"stripe\",\"provider_id\":\"pi_123\","
+	"\"created_date\":\"2021-10-19T10:05:45Z\",\"card_brand\":\"Visa\","
+	"\"card_details\":{\"last_digits_card_number\":\"4242\","
+	"\"first_digits_card_number\":\"4242424242424242\",\"cardholder_name\":"
+	"\"Sherlock Holmes\",\"expiry_date\":\"04/27\",\"billing_address\":"
+	"{\"line1\":\"221 Baker Street\",\"postcode\":\"NW1 6XE\"},"
+	"\"card_brand\":\"Visa\",\"card_type\":\"debit\",\"wallet_type\":null},"
+	"\"settlement_summary\":{\"settled_date\":\"2021-10-20\"},"
+	"\"delayed_capture\":false,\"moto\":false,\"_links\":{\"self\":"
+	"{\"href\":\"https://x/v1/payments/hu20\",\"method\":\"GET\"}}}";
+
+static struct journal_row row;
+static char *json;
+static cJSON *ev;
+
+static void
+make_row(const char *verdict, const char *api, int api_status)
+{
+	memset(&row, 0, sizeof row);
+	row.id = 7;
+	row.state = JOURNAL_CHECKED;
+	xsnprintf(row.message_id, sizeof row.message_id,
+	    "2c7fqamtqk0g4sbhnm4f4ce6qa");
+	xsnprintf(row.event_type, sizeof row.event_type,
+	    "card_payment_captured");
+	xsnprintf(row.resource_id, sizeof row.resource_id,
+	    "hu20sqlact5260q2nanm0q8u93");
+	row.occurred_ms = 1634637973371LL;
+	row.received_ms = 1634637973783LL;
+	row.secret_index = 1;
+	row.body = (char *)hook_body;
+	row.body_len = strlen(hook_body);
+	xsnprintf(row.verdict, sizeof row.verdict, "%s", verdict);
+	row.api_status = api_status;
+	row.api_body = (char *)api;
+	row.api_body_len = api ? strlen(api) : 0;
+}
+
+static void
+build(int64_t seq, int ooo, int pii, char *topic)
+{
+	struct normalise_opts o = { seq, ooo, pii };
+	char *cause = NULL;
+	size_t len;
+
+	free(json);
+	cJSON_Delete(ev);
+	json = NULL;
+	cr_assert_eq(normalise_row(&row, &o, topic, &json, &len, &cause), 0,
+	    "%s", cause ? cause : "");
+	cr_assert_eq(strlen(json), len);
+	ev = cJSON_Parse(json);
+	cr_assert_not_null(ev, "not JSON: %s", json);
+}
+
+static void
+cleanup(void)
+{
+	free(json);
+	cJSON_Delete(ev);
+	json = NULL;
+	ev = NULL;
+}
+
+TestSuite(normalise, .fini = cleanup, .timeout = 30);
+
+static const cJSON *
+path(const cJSON *o, const char *a, const char *b)
+{
+	o = cJSON_GetObjectItemCaseSensitive(o, a);
+	return b ? cJSON_GetObjectItemCaseSensitive(o, b) : o;
+}
+
+static const char *
+str(const cJSON *o, const char *a, const char *b)
+{
+	const cJSON *v = path(o, a, b);
+
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+Test(normalise, confirmed_event_uses_the_api_view_on_its_kind_topic)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("confirmed", api_body, 200);
+	build(42, 0, 0, topic);
+	cr_assert_str_eq(topic, "payment.captured");
+	cr_assert_str_eq(str(ev, "schema", NULL), "payhook.payment_event.v1");
+	cr_assert_str_eq(str(ev, "topic", NULL), "payment.captured");
+	cr_assert_eq(path(ev, "seq", NULL)->valuedouble, 42);
+	cr_assert_str_eq(str(ev, "event_id", NULL), "2c7fqamtqk0g4sbhnm4f4ce6qa");
+	cr_assert_str_eq(str(ev, "payment_id", NULL),
+	    "hu20sqlact5260q2nanm0q8u93");
+	cr_assert_str_eq(str(ev, "occurred_at", NULL),
+	    "2021-10-19T10:06:13.371Z");
+	cr_assert_str_eq(str(ev, "received_at", NULL),
+	    "2021-10-19T10:06:13.783Z");
+	cr_assert_str_eq(str(ev, "verification", "signature"), "valid");
+	cr_assert_str_eq(str(ev, "verification", "cross_check"), "confirmed");
+	cr_assert_eq(cJSON_GetArraySize(path(ev, "verification",
+	    "mismatches")), 0);
+	cr_assert_str_eq(str(ev, "payment_source", NULL), "api");
+	cr_assert_eq(path(ev, "payment", "amount")->valuedouble, 5001);
+	cr_assert_str_eq(str(ev, "payment", "provider_id"), "pi_123");
+	/* Millisecond RFC 3339 even when the API sent whole seconds. */
+	cr_assert_str_eq(str(ev, "payment", "created_date"),
+	    "2021-10-19T10:05:45.000Z");
+	cr_assert(cJSON_IsFalse(path(ev, "out_of_order", NULL)));
+	cr_assert_null(path(ev, "alert", NULL));
+	cr_assert_null(path(ev, "payment", "_links"));
+}
+
+Test(normalise, pii_never_leaves_by_default)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+	const cJSON *card;
+
+	make_row("confirmed", api_body, 200);
+	build(1, 0, 0, topic);
+	cr_assert_null(strstr(json, "sherlock"));
+	cr_assert_null(strstr(json, "Sherlock"));
+	cr_assert_null(strstr(json, "Baker"));
+	cr_assert_null(strstr(json, "NW1"));
+	cr_assert_null(strstr(json, "@"));
+	cr_assert_null(strstr(json, "04/27"));
+	card = path(ev, "payment", "card_details");
+	cr_assert_str_eq(str(card, "card_brand", NULL), "Visa");
+	cr_assert_str_eq(str(card, "card_type", NULL), "debit");
+	cr_assert_str_eq(str(card, "last_digits_card_number", NULL), "4242");
+	/* A full card number where masked digits belong is dropped. */
+	cr_assert_null(path(card, "first_digits_card_number", NULL));
+	cr_assert_null(strstr(json, "4242424242424242"));
+}
+
+Test(normalise, pii_is_included_only_when_configured)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+	const cJSON *card;
+
+	make_row("skipped", NULL, 0);
+	build(1, 0, 1, topic);
+	cr_assert_str_eq(str(ev, "payment", "email"),
+	    "sherlock.holmes@example.com");
+	card = path(ev, "payment", "card_details");
+	cr_assert_str_eq(str(card, "cardholder_name", NULL), "Sherlock Holmes");
+	cr_assert_str_eq(str(card, "billing_address", "line1"),
+	    "221 Baker Street");
+	cr_assert_str_eq(str(card, "first_digits_card_number", NULL), "424242");
+	cr_assert_null(strstr(json, "04/27"));	/* expiry is never sent */
+}
+
+Test(normalise, skipped_uses_the_webhook_view)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("skipped", NULL, 0);
+	build(3, 0, 0, topic);
+	cr_assert_str_eq(topic, "payment.captured");
+	cr_assert_str_eq(str(ev, "verification", "cross_check"), "skipped");
+	cr_assert_str_eq(str(ev, "payment_source", NULL), "webhook");
+	cr_assert_eq(path(ev, "payment", "amount")->valuedouble, 5000);
+	cr_assert_eq(path(ev, "payment", "net_amount")->valuedouble, 4975);
+	cr_assert_str_eq(str(ev, "payment", "status"), "success");
+	cr_assert(cJSON_IsTrue(path(ev, "payment", "finished")));
+	cr_assert_str_eq(str(path(ev, "payment", NULL), "settlement_summary",
+	    "captured_date"), "2021-10-19");
+	cr_assert_str_eq(str(path(ev, "payment", NULL), "metadata",
+	    "ledger_code"), "AB100");
+}
+
+Test(normalise, mismatch_is_an_alert_with_both_views)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("mismatch", api_body, 200);
+	row.mismatches = "[\"amount\",\"state.status\"]";
+	build(9, 0, 0, topic);
+	cr_assert_str_eq(topic, "alert.mismatch");
+	cr_assert_str_eq(str(ev, "verification", "cross_check"), "mismatch");
+	cr_assert_eq(cJSON_GetArraySize(path(ev, "verification",
+	    "mismatches")), 2);
+	cr_assert_str_eq(str(ev, "alert", "kind"), "mismatch");
+	cr_assert_not_null(strstr(str(ev, "alert", "reason"), "amount"));
+	cr_assert_eq(path(ev, "payment", "amount")->valuedouble, 5001);
+	cr_assert_eq(cJSON_GetObjectItem(path(ev, "alert", "webhook_payment"),
+	    "amount")->valuedouble, 5000);
+	cr_assert_null(strstr(json, "Sherlock"));
+}
+
+Test(normalise, not_found_is_an_alert_with_the_webhook_view)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("not_found", "{\"code\":\"P0200\"}", 404);
+	build(10, 0, 0, topic);
+	cr_assert_str_eq(topic, "alert.not_found");
+	cr_assert_str_eq(str(ev, "payment_source", NULL), "webhook");
+	cr_assert_str_eq(str(ev, "alert", "kind"), "not_found");
+}
+
+Test(normalise, quarantined_is_an_alert_without_payment)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("", NULL, 0);
+	row.state = JOURNAL_QUARANTINED;
+	xsnprintf(row.message_id, sizeof row.message_id, "q-%064d", 0);
+	row.event_type[0] = row.resource_id[0] = '\0';
+	row.occurred_ms = 0;
+	row.body = "{\"nope\":true,\"email\":\"x@example.com\"}";
+	row.body_len = strlen(row.body);
+	row.quarantine_reason = "resource.amount: expected an integer";
+	build(11, 1, 1, topic);
+	cr_assert_str_eq(topic, "alert.quarantined");
+	cr_assert(cJSON_IsNull(path(ev, "payment", NULL)));
+	cr_assert(cJSON_IsNull(path(ev, "payment_source", NULL)));
+	cr_assert(cJSON_IsNull(path(ev, "event_type", NULL)));
+	cr_assert(cJSON_IsNull(path(ev, "payment_id", NULL)));
+	cr_assert(cJSON_IsNull(path(ev, "occurred_at", NULL)));
+	cr_assert(cJSON_IsFalse(path(ev, "out_of_order", NULL)));
+	cr_assert_str_eq(str(ev, "alert", "reason"),
+	    "resource.amount: expected an integer");
+	cr_assert_eq(path(ev, "alert", "body_bytes")->valuedouble,
+	    (double)row.body_len);
+	cr_assert_null(strstr(json, "x@example.com"));	/* body never sent */
+}
+
+Test(normalise, topics_follow_the_event_type)
+{
+	static const char *in[][2] = {
+		{ "card_payment_started", "payment.started" },
+		{ "card_payment_succeeded", "payment.succeeded" },
+		{ "card_payment_refunded", "payment.refunded" },
+		{ "card_payment_failed", "payment.failed" },
+		{ "card_payment_expired", "payment.expired" },
+		{ "card_payment_settled", "payment.settled" },
+		{ "card_payment_disputed", "payment.other" },
+	};
+	char topic[NORMALISE_TOPIC_MAX];
+	size_t i;
+
+	for (i = 0; i < sizeof in / sizeof in[0]; i++) {
+		make_row("unverified", NULL, 0);
+		xsnprintf(row.event_type, sizeof row.event_type, "%s", in[i][0]);
+		normalise_topic(&row, topic, sizeof topic);
+		cr_assert_str_eq(topic, in[i][1]);
+	}
+	cr_assert_str_eq(normalise_family("payment.failed"), "payment");
+	cr_assert_str_eq(normalise_family("alert.mismatch"), "alert");
+}
+
+Test(normalise, out_of_order_is_marked)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("skipped", NULL, 0);
+	build(5, 1, 0, topic);
+	cr_assert(cJSON_IsTrue(path(ev, "out_of_order", NULL)));
+}
+
+Test(normalise, unusable_api_answer_falls_back_to_the_webhook)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("confirmed", "{\"payment_id\":\"x\",\"amount\":50.5,"
+	    "\"state\":{\"status\":\"success\",\"finished\":true}}", 200);
+	build(6, 0, 0, topic);
+	cr_assert_str_eq(str(ev, "payment_source", NULL), "webhook");
+	cr_assert_eq(path(ev, "payment", "amount")->valuedouble, 5000);
+	make_row("confirmed", "not json", 200);
+	build(6, 0, 0, topic);
+	cr_assert_str_eq(str(ev, "payment_source", NULL), "webhook");
+}
+
+Test(normalise, large_integers_are_printed_exactly)
+{
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("skipped", NULL, 0);
+	build(1099511627776LL, 0, 0, topic);
+	cr_assert_not_null(strstr(json, "\"seq\":1099511627776,"));
+	cr_assert_not_null(strstr(json, "\"amount\":5000,"));
+}
+
+Test(normalise, unknown_verdict_is_unverified_and_seq_must_be_positive)
+{
+	struct normalise_opts o = { 0, 0, 0 };
+	char topic[NORMALISE_TOPIC_MAX], *out = NULL, *cause = NULL;
+	size_t len;
+
+	make_row("bogus", NULL, 0);
+	build(2, 0, 0, topic);
+	cr_assert_str_eq(str(ev, "verification", "cross_check"), "unverified");
+	cr_assert_eq(normalise_row(&row, &o, topic, &out, &len, &cause), -1);
+	cr_assert_not_null(cause);
+	free(cause);
+	cr_assert_null(out);
+}
