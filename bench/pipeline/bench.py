@@ -90,7 +90,8 @@ class Sim:
 
 
 class Payhook:
-    def __init__(self, binary, tmp, sim_port, pool, rate):
+    def __init__(self, binary, tmp, sim_port, pool, rate,
+                 durability="full"):
         self.tmp = tempfile.mkdtemp(prefix="payhook-", dir=tmp)
         secret = os.path.join(self.tmp, "secret")
         key = os.path.join(self.tmp, "api-key")
@@ -103,7 +104,7 @@ class Payhook:
         cfg = {
             "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0",
             "signing_secret_file": secret, "state_dir": self.state,
-            "durability": "full", "log_level": "warn",
+            "durability": durability, "log_level": "info",
             "cross_check": "on", "api_base_url":
             "http://127.0.0.1:%d" % sim_port, "api_key_file": key,
             "api_pool_size": str(pool), "api_rate_limit": str(rate),
@@ -210,6 +211,22 @@ def send_paced(port, bodies, rate, conns=8):
     return time.monotonic() - t0, errors[0]
 
 
+def sim_answer_ms(sim, bodies):
+    """Median time of 21 sequential GETs straight to the sim (one client):
+    what the simulator really takes to answer, before payhook runs."""
+    pid = json.loads(bodies[0][0])["resource_id"]
+    c = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    ts = []
+    for _ in range(21):
+        t = time.monotonic()
+        c.request("GET", "/v1/payments/" + pid,
+                  headers={"Authorization": "Bearer " + API_KEY})
+        c.getresponse().read()
+        ts.append((time.monotonic() - t) * 1000.0)
+    c.close()
+    return sorted(ts)[10]
+
+
 def pct(xs, p):
     if not xs:
         return float("nan")
@@ -222,9 +239,12 @@ def run_case(args, tmp, latency_ms, pool, events, tag):
     ph = None
     try:
         bodies = make_bodies(sim, args.payments, events, tag)
+        sim_ms = float("nan")
         if latency_ms:
             sim.ctl("POST", "/faults", {"latency_ms": latency_ms})
-        ph = Payhook(args.payhook_bin, tmp, sim.port, pool, args.rate_limit)
+            sim_ms = sim_answer_ms(sim, bodies)
+        ph = Payhook(args.payhook_bin, tmp, sim.port, pool, args.rate_limit,
+                     args.durability)
         took, errors = send_paced(ph.port, bodies, args.rate)
         deadline = time.monotonic() + args.max_wait
         while time.monotonic() < deadline:
@@ -261,6 +281,7 @@ def run_case(args, tmp, latency_ms, pool, events, tag):
         "overall_rate": len(done) / max((last - first) / 1000.0, 1e-3),
         "steady_rate": steady, "p50": pct(lat, 50), "p99": pct(lat, 99),
         "max": max(lat) if lat else float("nan"), "exit": rc,
+        "sim_ms": sim_ms,
     }
 
 
@@ -277,7 +298,7 @@ def write_results(path, results, args, cmdline):
              "Recorded by `bench/pipeline/run.sh` on %s. Machine: %d cores, "
              "%s, Linux %s. Everything on loopback: the load generator "
              "(Python, %d keep-alive connections), `payhook serve` "
-             "(durability full, log_level warn) and payhook-sim share the "
+             "(durability full, log_level info) and payhook-sim share the "
              "cores." % (now, os.cpu_count(), cpu, platform.release(), 8),
              "",
              "Load: %s signed `card_payment_succeeded` webhooks sent at "
@@ -297,8 +318,12 @@ def write_results(path, results, args, cmdline):
     for r in results:
         bound = r["pool"] / (r["latency_ms"] / 1000.0) if r[
             "latency_ms"] else None
-        reached = "%.0f %%" % (100 * r["steady_rate"] / bound) if bound \
-            else "n/a"
+        if bound is None:
+            reached = "n/a"
+        elif bound > args.rate:
+            reached = "input-bound (%d/s offered)" % args.rate
+        else:
+            reached = "%.0f %%" % (100 * r["steady_rate"] / bound)
         v = ", ".join("%s %d" % kv for kv in sorted(
             (k or "none", n) for k, n in r["verdicts"].items()))
         lines.append("| %d ms | %d | %d | %.1f s | %s | %.0f/s | %.0f/s | "
@@ -315,9 +340,18 @@ def write_results(path, results, args, cmdline):
             ok = r["steady_rate"] >= 0.9 * bound
             lines.append("Target (issue 4): at %d ms with pool %d the rate "
                          "must reach ≥ 90 %% of pool ÷ latency = %.0f/s: "
-                         "reached %.0f/s, **%s**." % (
+                         "reached %.0f/s (%.1f %%), **%s**. The simulator "
+                         "itself took %.1f ms (median of 21 sequential GETs "
+                         "from one client before the run), so the ceiling "
+                         "any client could reach is %.0f/s; payhook got "
+                         "%.0f %% of that." % (
                              r["latency_ms"], r["pool"], 0.9 * bound,
-                             r["steady_rate"], "met" if ok else "missed"))
+                             r["steady_rate"],
+                             100 * r["steady_rate"] / bound,
+                             "met" if ok else "missed", r["sim_ms"],
+                             r["pool"] / (r["sim_ms"] / 1000.0),
+                             100 * r["steady_rate"] /
+                             (r["pool"] / (r["sim_ms"] / 1000.0))))
     lines += ["", "Checks: send errors %s; rows journaled %s; payhook exit "
               "status on SIGTERM %s." % (
                   "/".join(str(r["send_errors"]) for r in results),
@@ -352,6 +386,7 @@ def main():
     ap.add_argument("--rate-limit", type=int, default=10000)
     ap.add_argument("--payments", type=int, default=200)
     ap.add_argument("--max-wait", type=float, default=120.0)
+    ap.add_argument("--durability", default="full")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     n = int(args.rate * args.duration)
