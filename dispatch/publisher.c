@@ -32,6 +32,7 @@
 #define PUBLISHER_PUMP_MAX	1024	/* rows per callback, then yield */
 #define PUBLISHER_TICK_MS	1000	/* safety-net pass */
 #define PUBLISHER_RETRY_MS	5	/* journal busy with a group commit */
+#define PUBLISHER_TICKETS	8	/* batches waiting for their fsync */
 
 struct publisher {
 	struct event_base	*base;
@@ -47,6 +48,13 @@ struct publisher {
 	int64_t			 assigned;	/* highest seq in the journal */
 	int64_t			 handed;	/* highest seq given to the bus */
 	int64_t			 confirmed;	/* highest seq marked published */
+	int64_t			 durable;	/* highest seq surely on disk */
+	struct {
+		uint64_t	 ticket;	/* journal sync ticket */
+		int64_t		 upto;		/* seqs it makes durable */
+	}			 tickets[PUBLISHER_TICKETS];
+	int			 ntickets;
+	int			 listening;	/* a journal sync listener */
 	int			 blocked;	/* pipe full until next sent */
 	int			 broken;	/* seq invariant broken: stop */
 	struct bus_metrics	 m;
@@ -88,6 +96,60 @@ publisher_hand(struct publisher *p, int64_t seq, const char *topic,
 	return rc;
 }
 
+/*
+ * A seq may be sent only once it is on disk: after a power loss a seq the
+ * journal forgot would be assigned again to another event. Batches commit
+ * without waiting (journal_commit_deferred) and are handed over when the
+ * syncer thread reports their ticket durable.
+ */
+static void
+publisher_note_ticket(struct publisher *p, uint64_t ticket, int64_t upto)
+{
+	if (p->ntickets == PUBLISHER_TICKETS) {
+		/* Merge into the newest: later, never earlier. */
+		p->tickets[PUBLISHER_TICKETS - 1].ticket = ticket;
+		p->tickets[PUBLISHER_TICKETS - 1].upto = upto;
+		return;
+	}
+	p->tickets[p->ntickets].ticket = ticket;
+	p->tickets[p->ntickets].upto = upto;
+	p->ntickets++;
+}
+
+static void
+publisher_update_durable(struct publisher *p)
+{
+	uint64_t synced, failed;
+	int i = 0;
+
+	synced = journal_synced(p->journal, &failed);
+	while (i < p->ntickets && p->tickets[i].ticket <= synced) {
+		if (p->tickets[i].ticket > failed &&
+		    p->tickets[i].upto > p->durable)
+			p->durable = p->tickets[i].upto;
+		i++;
+	}
+	if (i < p->ntickets && p->tickets[i].ticket <= failed) {
+		/* The fsync failed: these seqs are stored but not surely
+		 * durable. Sending them would risk a reused seq; stop. */
+		log_error("publisher_fsync_failed", "upto=%lld action=stopped",
+		    (long long)p->tickets[i].upto);
+		p->broken = 1;
+	}
+	memmove(p->tickets, p->tickets + i, (size_t)(p->ntickets - i) *
+	    sizeof p->tickets[0]);
+	p->ntickets -= i;
+}
+
+/* The syncer thread finished an fsync: pump on the loop thread. */
+static void
+publisher_sync_notify(void *arg)
+{
+	struct publisher *p = arg;
+
+	event_active(p->ev_pump, EV_TIMEOUT, 0);
+}
+
 /* Events assigned (perhaps before a crash) but not yet handed over. */
 static int
 publisher_backlog(struct publisher *p)
@@ -97,7 +159,7 @@ publisher_backlog(struct publisher *p)
 	size_t n, i;
 	int rc = 0;
 
-	while (rc == 0 && p->handed < p->assigned) {
+	while (rc == 0 && p->handed < p->assigned && p->handed < p->durable) {
 		if (journal_unsent_events(p->journal, p->handed,
 		    PUBLISHER_BATCH, &ev, &n, &cause) != 0) {
 			log_warn("publisher_backlog_failed", "error=\"%s\"",
@@ -113,6 +175,10 @@ publisher_backlog(struct publisher *p)
 		for (i = 0; i < n && rc == 0; i++) {
 			if (ev[i].seq <= p->handed)
 				continue;
+			if (ev[i].seq > p->durable) {
+				rc = 1;	/* the rest after its fsync */
+				break;
+			}
 			rc = publisher_hand(p, ev[i].seq, ev[i].topic,
 			    ev[i].json, ev[i].len);
 		}
@@ -197,6 +263,7 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 	char *cause = NULL;
 	size_t n, i, k = 0;
 	int64_t before = p->assigned, published;
+	uint64_t ticket = 0;
 	int rc = 0;
 
 	*nread = 0;
@@ -218,7 +285,8 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 		if ((rc = publisher_row(p, &rows[i], &pe[k])) == 0)
 			k++;
 	}
-	if (rc == 0 && journal_commit(p->journal, &cause) != 0)
+	if (rc == 0 && journal_commit_deferred(p->journal, &ticket,
+	    &cause) != 0)
 		rc = -1;
 	if (rc != 0) {
 		if (cause != NULL) {
@@ -237,7 +305,12 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 		}
 		k = 0;
 	}
-	publisher_hand_batch(p, pe, k);
+	if (k > 0) {
+		publisher_note_ticket(p, ticket, p->assigned);
+		publisher_update_durable(p);
+		if (p->durable >= p->assigned)
+			publisher_hand_batch(p, pe, k);
+	}
 	for (i = 0; i < n; i++)
 		free(pe[i].json);
 	free(pe);
@@ -275,8 +348,9 @@ publisher_pump(struct publisher *p)
 		return;
 	}
 	p->blocked = 0;
+	publisher_update_durable(p);
 	if (publisher_backlog(p) != 0 || p->blocked)
-		return;		/* the next sent notification resumes */
+		return;		/* the next sent or sync notification resumes */
 	if (publisher_new_rows(p, &budget) == 0 && budget == 0)
 		event_active(p->ev_pump, EV_TIMEOUT, 0);	/* yield */
 }
@@ -446,6 +520,7 @@ publisher_new(struct event_base *base, const struct config *cfg,
 	if (journal_head_seq(journal, &p->assigned, &published, cause) != 0)
 		goto fail;
 	p->handed = p->confirmed = published;
+	p->durable = p->assigned;	/* what survived the restart is on disk */
 	atomic_store(&p->sent_upto, published);
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		*cause = xasprintf("eventfd: %s", strerror(errno));
@@ -472,6 +547,8 @@ publisher_new(struct event_base *base, const struct config *cfg,
 		goto fail;
 	}
 	publisher_metrics(p);
+	journal_sync_listen(journal, publisher_sync_notify, p);
+	p->listening = 1;
 	publisher_free_clients(&bc);
 	explicit_bzero(secret, sizeof secret);
 	log_info("publisher_started", "feed=%s replay=%s curve=%s "
@@ -493,6 +570,8 @@ publisher_free(struct publisher *p)
 {
 	if (p == NULL)
 		return;
+	if (p->listening)
+		journal_sync_listen(p->journal, NULL, p);
 	if (p->bus != NULL) {
 		bus_free(p->bus);	/* sends what was handed over */
 		p->bus = NULL;
