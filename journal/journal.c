@@ -100,8 +100,9 @@ static const char *journal_state_names[JOURNAL_NSTATES] = {
  * CHECK failures and report them as duplicates. */
 static const char journal_insert_sql[] =
 	"INSERT INTO webhooks (message_id, state, event_type, resource_id,"
-	" occurred_ms, received_ms, secret_index, body, quarantine_reason)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+	" occurred_ms, received_ms, secret_index, body, quarantine_reason,"
+	" verdict, checked_ms)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 	" ON CONFLICT (message_id) DO NOTHING";
 
 /* Repeating the partial indexes' WHERE lets the planner use them; the total
@@ -659,14 +660,19 @@ journal_bind_entry(sqlite3_stmt *st, const struct journal_entry *e)
 	const char *state;
 	int rc;
 
-	state = e->quarantine_reason != NULL ? "quarantined" : "received";
+	state = e->quarantine_reason != NULL ? "quarantined" :
+	    e->verdict != NULL ? "checked" : "received";
 	if (sqlite3_bind_text(st, 1, e->message_id, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 3, e->event_type, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 4, e->resource_id, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_int64(st, 6, e->received_ms) ||
 	    sqlite3_bind_int(st, 7, e->secret_index) ||
-	    sqlite3_bind_text(st, 9, e->quarantine_reason, -1, SQLITE_STATIC))
+	    sqlite3_bind_text(st, 9, e->quarantine_reason, -1, SQLITE_STATIC) ||
+	    sqlite3_bind_text(st, 10, e->verdict, -1, SQLITE_STATIC))
+		return -1;
+	if (e->verdict != NULL &&
+	    sqlite3_bind_int64(st, 11, e->received_ms) != SQLITE_OK)
 		return -1;
 	if (e->occurred_ms != 0)
 		rc = sqlite3_bind_int64(st, 5, e->occurred_ms);

@@ -44,6 +44,8 @@ struct journal_entry {
 	const void	*body;		/* raw bytes, stored byte for byte */
 	size_t		 body_len;
 	const char	*quarantine_reason; /* non-NULL: state quarantined */
+	const char	*verdict;	/* non-NULL: stored already 'checked'
+					   with this verdict (cross_check off) */
 };
 
 enum journal_put_result {
@@ -222,5 +224,91 @@ void	journal_reader_free(struct journal_reader *);
 int	journal_reader_range(struct journal_reader *, int64_t from, size_t max,
 	    const char *prefix, journal_event_fn fn, void *arg, int64_t *head,
 	    char **cause);
+
+/* ------------------------------------------------------------------------
+ * Operator access (journal/journal_admin.c), for `payhook journal`: its own
+ * connection beside a running service (SQLite does the locking); every write
+ * is one short transaction. Single-threaded command use only.
+ */
+struct journal_admin;
+
+enum journal_admin_list {
+	JOURNAL_LIST_PENDING,		/* received or checked, oldest first */
+	JOURNAL_LIST_QUARANTINED,	/* newest first */
+	JOURNAL_LIST_ERRORS,		/* received with a cross-check error */
+};
+
+struct journal_status {
+	int64_t		 counts[JOURNAL_NSTATES];
+	int64_t		 head_seq;		/* highest seq assigned */
+	int64_t		 published_seq;		/* highest seq sent */
+	int64_t		 unsent_events;
+	int64_t		 oldest_pending_ms;	/* received_ms; 0: none */
+	int64_t		 quarantined_unalerted;	/* no alert event yet */
+	int64_t		 check_errors;		/* received, last_error set */
+	int		 schema_version;
+	int64_t		 db_bytes, wal_bytes;
+};
+
+enum journal_redrive_result {
+	JOURNAL_REDRIVE_OK,
+	JOURNAL_REDRIVE_REFUSED,	/* *why says why; nothing changed */
+	JOURNAL_REDRIVE_DUPLICATE,	/* the real message id is stored */
+	JOURNAL_REDRIVE_ERROR,		/* *cause */
+};
+
+struct journal_backup_info {
+	int64_t		 rows;		/* webhook rows in the copy */
+	int64_t		 head_seq;
+	int64_t		 bytes;
+	int		 pages;
+};
+
+/* Open dir/journal.db (never creates one) of exactly this build's schema;
+ * writable 0 sets query_only. NULL and *cause on failure. */
+struct journal_admin *journal_admin_open(const char *dir, int writable,
+	    char **cause);
+void	journal_admin_free(struct journal_admin *);	/* NULL: no-op */
+const char *journal_admin_path(const struct journal_admin *);
+/* Counts, head seq, oldest pending row, in one read transaction. */
+int	journal_admin_status(struct journal_admin *, struct journal_status *,
+	    char **cause);
+/* At most max rows of a listing, without bodies (body NULL, body_len and
+ * api_body_len set). Free with journal_rows_free(). */
+int	journal_admin_list(struct journal_admin *, enum journal_admin_list,
+	    size_t max, struct journal_row **rows, size_t *n, char **cause);
+/* One row by message_id, or by row id when key is all digits; with
+ * bodies, body and api_body are loaded too. *found 0 when none. */
+int	journal_admin_get(struct journal_admin *, const char *key, int bodies,
+	    struct journal_row *, int *found, char **cause);
+/* Quarantined row id (still keyed old_key, its alert already sent) ->
+ * 'received' under e's message_id, event_type, resource_id, occurred_ms,
+ * ready to be cross-checked and published; refuses when that message id
+ * is already stored. The caller validated the body. Durable on return. */
+enum journal_redrive_result journal_admin_redrive(struct journal_admin *,
+	    int64_t id, const char *old_key, const struct journal_entry *e,
+	    int64_t now_ms, char *why, size_t whylen, char **cause);
+/* Online backup (SQLite backup API, one consistent snapshot) into dest,
+ * which must not exist: written 0600 beside it, integrity_check'ed,
+ * fsynced, then linked into place. */
+int	journal_admin_backup(struct journal_admin *, const char *dest,
+	    struct journal_backup_info *, char **cause);
+
+/* One published (or assigned) event with its row's ids and verdict, for the
+ * admin status page: no body, no personal data. */
+struct journal_recent {
+	int64_t		 seq;
+	char		 topic[48];
+	char		 event_id[JOURNAL_KEY_MAX];
+	char		 event_type[65];
+	char		 payment_id[27];
+	char		 verdict[16];
+	int64_t		 received_ms;
+	int		 published;	/* sent on the live feed */
+};
+/* The newest max events (newest first) into out; *n gets the count. A read
+ * on the service's own connection: main thread; none inside a batch. */
+int	journal_recent_events(struct journal *, size_t max,
+	    struct journal_recent *out, size_t *n, char **cause);
 
 #endif

@@ -395,3 +395,35 @@ Test(journal_pipeline, version_1_journal_is_migrated_keeping_its_rows)
 	journal_rows_free(rows, n);
 	journal_free(j);
 }
+
+Test(journal_pipeline, entry_with_a_verdict_is_stored_checked_and_publishable)
+{
+	struct journal *j = open_j(0);
+	struct journal_entry e;
+	struct journal_row *rows;
+	char *cause = NULL;
+	size_t n;
+
+	memset(&e, 0, sizeof e);
+	e.message_id = "skip1";
+	e.event_type = "card_payment_captured";
+	e.resource_id = "abc";
+	e.received_ms = 42;
+	e.secret_index = 1;
+	e.body = "{}";
+	e.body_len = 2;
+	e.verdict = "skipped";
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	cr_assert_eq(journal_due_checks(j, INT64_MAX, 10, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0, "nothing to cross-check");
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_rows_to_publish(j, 10, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(rows[0].state, JOURNAL_CHECKED);
+	cr_expect_str_eq(rows[0].verdict, "skipped");
+	cr_expect_eq(rows[0].checked_ms, 42);
+	journal_rows_free(rows, n);
+	journal_free(j);
+}
