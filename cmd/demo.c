@@ -386,7 +386,8 @@ demo_print_event(struct demo *d, const char *line)
 		    (long long)(amount / 100), (long long)(amount % 100));
 	else
 		xsnprintf(money, sizeof money, "-");
-	printf("  %4lld  %-19s %-27s £%8s", (long long)seq, topic, pid, money);
+	printf("  %4lld  %-19s %-27s %*s£%s", (long long)seq, topic, pid,
+	    (int)(8 - strlen(money)), "", money);
 	printf("  %-10s %4lld ms\n", verdict, (long long)(d->nevents <=
 	    DEMO_MAX_EVENTS ? d->latency[d->nevents - 1] : 0));
 	fflush(stdout);
