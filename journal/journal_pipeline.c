@@ -270,13 +270,17 @@ journal_collect_rows(struct journal *j, sqlite3_stmt *st, size_t max,
     struct journal_row **rows, size_t *n, char **cause)
 {
 	struct journal_row *out = NULL;
-	size_t have = 0;
-	int rc;
+	size_t have = 0, cap = 0;
+	int rc = SQLITE_DONE;
 
-	if (max > 0)
-		out = xcalloc(max, sizeof *out);
-	while (have < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+	/* Grown as rows come: callers ask for hundreds and often get one. */
+	while (have < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (have == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			out = xreallocarray(out, cap, sizeof *out);
+		}
 		journal_load_row(st, &out[have++]);
+	}
 	if (have < max && rc != SQLITE_DONE) {
 		journal_cause(cause, j->db, "journal read rows");
 		journal_done(st);
@@ -494,16 +498,19 @@ journal_unsent_events(struct journal *j, int64_t after, size_t max,
 {
 	struct journal_event *out = NULL;
 	sqlite3_stmt *st;
-	size_t have = 0;
+	size_t have = 0, cap = 0;
 	int rc = SQLITE_DONE;
 
 	if ((st = journal_stmt(j, PIPE_UNSENT, cause)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-	if (max > 0)
-		out = xcalloc(max, sizeof *out);
 	while (have < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (have == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			out = xreallocarray(out, cap, sizeof *out);
+		}
+		memset(&out[have], 0, sizeof out[have]);
 		out[have].seq = sqlite3_column_int64(st, 0);
 		out[have].row_id = sqlite3_column_int64(st, 1);
 		journal_col_copy(st, 2, out[have].topic,
