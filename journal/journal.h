@@ -194,15 +194,16 @@ int	journal_later_event_exists(struct journal *, const char *resource_id,
 	    int64_t occurred_ms, int *yes, char **cause);
 /* In one transaction: the next seq (previous + 1, never reused, even after
  * pruning), the event row (topic + JSON, exactly what will be sent) and
- * the webhook row's seq. */
+ * the webhook row's seq; a 'checked' row becomes 'published' (quarantined
+ * rows stay). Once durable, the event is handed to the bus; a crash before
+ * the send resends it under the same seq (journal_unsent_events). */
 int	journal_add_event(struct journal *, int64_t row_id, const char *topic,
 	    const char *json, size_t len, int64_t now_ms, int64_t *seq,
 	    char **cause);
 /* Events assigned but not yet confirmed sent with seq > after, in order. */
 int	journal_unsent_events(struct journal *, int64_t after, size_t max,
 	    struct journal_event **events, size_t *n, char **cause);
-/* Events up to seq were sent: mark them and their rows published
- * ('checked' rows become 'published'; quarantined rows stay). */
+/* Events up to seq were sent on the live feed: mark them. */
 int	journal_mark_published(struct journal *, int64_t upto_seq,
 	    int64_t now_ms, char **cause);
 /* Highest seq assigned (0 if none); highest seq marked published. */

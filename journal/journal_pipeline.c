@@ -34,7 +34,6 @@ enum journal_pipe_stmt {
 	PIPE_ADD_EVENT,
 	PIPE_SET_SEQ,
 	PIPE_UNSENT,
-	PIPE_MARK_ROWS,
 	PIPE_MARK_EVENTS,
 	PIPE_HEAD,
 	PIPE_HEAD_PUBLISHED,
@@ -64,15 +63,14 @@ static const char *journal_pipe_sql[PIPE_NSTMTS] = {
 	    " AND occurred_ms > ?2)",
 	[PIPE_ADD_EVENT] = "INSERT INTO events (row_id, topic, json,"
 	    " created_ms) VALUES (?1, ?2, ?3, ?4)",
-	[PIPE_SET_SEQ] = "UPDATE webhooks SET seq = ?2 WHERE id = ?1"
-	    " AND seq IS NULL",
+	/* One rewrite of the row: it is published once its event (seq) is
+	 * durable; sending is tracked on the small events row, and a crash
+	 * before the send resends the stored event under the same seq. */
+	[PIPE_SET_SEQ] = "UPDATE webhooks SET seq = ?2, published_ms = ?3,"
+	    " state = CASE state WHEN 'checked' THEN 'published'"
+	    " ELSE state END WHERE id = ?1 AND seq IS NULL",
 	[PIPE_UNSENT] = "SELECT seq, row_id, topic, json FROM events"
 	    " WHERE published_ms IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
-	[PIPE_MARK_ROWS] = "UPDATE webhooks SET published_ms = ?1,"
-	    " state = CASE state WHEN 'checked' THEN 'published'"
-	    " ELSE state END"
-	    " WHERE id IN (SELECT row_id FROM events"
-	    " WHERE published_ms IS NULL AND seq <= ?2)",
 	[PIPE_MARK_EVENTS] = "UPDATE events SET published_ms = ?1"
 	    " WHERE published_ms IS NULL AND seq <= ?2",
 	[PIPE_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
@@ -480,6 +478,7 @@ journal_add_event(struct journal *j, int64_t row_id, const char *topic,
 	j->needs_sync = 1;
 	sqlite3_bind_int64(set, 1, row_id);
 	sqlite3_bind_int64(set, 2, *seq);
+	sqlite3_bind_int64(set, 3, now_ms);
 	ok = sqlite3_step(set) == SQLITE_DONE;
 	if (!ok)
 		journal_cause(cause, j->db, "journal set seq");
@@ -536,25 +535,17 @@ int
 journal_mark_published(struct journal *j, int64_t upto_seq, int64_t now_ms,
     char **cause)
 {
-	sqlite3_stmt *rows, *events;
+	sqlite3_stmt *events;
 	int own, ok;
 
-	if ((rows = journal_stmt(j, PIPE_MARK_ROWS, cause)) == NULL ||
-	    (events = journal_stmt(j, PIPE_MARK_EVENTS, cause)) == NULL)
+	if ((events = journal_stmt(j, PIPE_MARK_EVENTS, cause)) == NULL)
 		return -1;
 	if (journal_pipe_begin(j, &own, cause) != 0)
 		return -1;
-	/* Rows first: their sub-select reads the events not yet marked. */
-	sqlite3_bind_int64(rows, 1, now_ms);
-	sqlite3_bind_int64(rows, 2, upto_seq);
-	ok = sqlite3_step(rows) == SQLITE_DONE;
-	journal_done(rows);
-	if (ok) {
-		sqlite3_bind_int64(events, 1, now_ms);
-		sqlite3_bind_int64(events, 2, upto_seq);
-		ok = sqlite3_step(events) == SQLITE_DONE;
-		journal_done(events);
-	}
+	sqlite3_bind_int64(events, 1, now_ms);
+	sqlite3_bind_int64(events, 2, upto_seq);
+	ok = sqlite3_step(events) == SQLITE_DONE;
+	journal_done(events);
 	if (!ok)
 		journal_cause(cause, j->db, "journal mark published");
 	return journal_pipe_end(j, own, ok, cause);

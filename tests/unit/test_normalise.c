@@ -346,3 +346,47 @@ Test(normalise, unknown_verdict_is_unverified_and_seq_must_be_positive)
 	free(cause);
 	cr_assert_null(out);
 }
+
+/* The cJSON arena: an event far bigger than one arena chunk (spills), and
+ * cJSON used outside normalise_row afterwards (plain malloc again). */
+Test(normalise, large_events_spill_the_arena_and_cjson_still_works_after)
+{
+	struct journal_row big;
+	struct normalise_opts o = { .seq = 1 };
+	char topic[NORMALISE_TOPIC_MAX], *out = NULL, *cause = NULL, *body;
+	size_t len, i, n = 0, cap = 400000;
+	cJSON *j;
+
+	body = xmalloc(cap);
+	n += (size_t)xsnprintf(body + n, cap - n, "{\"webhook_message_id\":"
+	    "\"aaaa\",\"created_date\":\"2021-10-19T10:06:13.371Z\","
+	    "\"resource_id\":\"bbbb\",\"api_version\":1,\"resource_type\":"
+	    "\"PAYMENT\",\"event_type\":\"card_payment_captured\",\"resource\":"
+	    "{\"payment_id\":\"bbbb\",\"amount\":5,\"state\":{\"status\":"
+	    "\"success\",\"finished\":true},\"description\":\"d\","
+	    "\"reference\":\"r\",\"metadata\":{");
+	for (i = 0; i < 5000; i++)
+		n += (size_t)xsnprintf(body + n, cap - n, "%s\"k%zu\":\"v%zu\"",
+		    i ? "," : "", i, i);
+	n += (size_t)xsnprintf(body + n, cap - n, "}}}");
+	memset(&big, 0, sizeof big);
+	big.id = 1;
+	big.state = JOURNAL_CHECKED;
+	xsnprintf(big.message_id, sizeof big.message_id, "aaaa");
+	xsnprintf(big.event_type, sizeof big.event_type,
+	    "card_payment_captured");
+	xsnprintf(big.resource_id, sizeof big.resource_id, "bbbb");
+	xsnprintf(big.verdict, sizeof big.verdict, "skipped");
+	big.body = body;
+	big.body_len = n;
+	for (i = 0; i < 3; i++) {
+		cr_assert_eq(normalise_row(&big, &o, topic, &out, &len,
+		    &cause), 0, "%s", cause ? cause : "");
+		cr_expect_str_eq(topic, "payment.captured");
+		free(out);
+	}
+	j = cJSON_Parse("{\"after\":[1,2,3]}");
+	cr_assert_not_null(j);
+	cJSON_Delete(j);
+	free(body);
+}
