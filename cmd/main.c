@@ -19,6 +19,8 @@ static const struct {
 	  "order, filling gaps from replay" },
 	{ "keygen", cmd_keygen, "write a CURVE key pair for the ZeroMQ "
 	  "endpoints" },
+	{ "journal", cmd_journal, "inspect the journal: pending and quarantined "
+	  "rows, errors, re-drive, backup" },
 	{ "sign", cmd_sign, "print the Pay-Signature of a body read on stdin" },
 	{ "config", cmd_config, "print the example config file or its docs "
 	  "(generated from the config table)" },

@@ -2,7 +2,8 @@
  * serve.c: `payhook serve`: load the configuration, open the journal, bind
  * the listeners and run the event loop until SIGTERM/SIGINT, then stop
  * accepting, finish in-flight commits and replies, and exit 0. SIGHUP
- * re-reads the signing secrets. Main thread. Configuration errors exit 2.
+ * re-reads the signing secrets and wakes the pipeline stages (for rows an
+ * operator re-drove). Main thread. Configuration errors exit 2.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -110,6 +111,9 @@ serve_hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	log_info("secrets_reloaded", "key=signing_secret_file secrets=%d",
 	    signature_count(sv->sig));
+	/* An operator may have re-driven rows (payhook journal redrive). */
+	crosscheck_wake(sv->crosscheck);
+	publisher_wake(sv->publisher);
 }
 
 static void
@@ -287,6 +291,7 @@ serve_start(struct serve *sv)
 		fatalx(2, "config: state_dir = \"%s\": cannot open the "
 		    "journal: %s", sv->cfg->state_dir, cause);
 	server_attach_journal(sv->server, sv->journal);
+	admin_set_journal(sv->admin, sv->journal);
 	if ((sv->publisher = publisher_new(sv->base, sv->cfg, sv->journal,
 	    &cause)) == NULL)
 		fatalx(2, "config: publish_endpoint = \"%s\", replay_endpoint "

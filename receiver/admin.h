@@ -1,7 +1,7 @@
 /*
- * admin.h: the admin listener: GET /healthz, /readyz and /metrics (and the
- * status page). Readiness is the AND of checks that other modules register.
- * Main thread only.
+ * admin.h: the admin listener: GET /healthz, /readyz, /metrics, and the
+ * status page (/ and /status.json). Readiness is the AND of checks that
+ * other modules register. Main thread only.
  */
 #ifndef PAYHOOK_ADMIN_H
 #define PAYHOOK_ADMIN_H
@@ -18,5 +18,9 @@ void	admin_free(struct admin *);
 void	admin_add_check(struct admin *, const char *name, admin_check_fn,
 	    void *arg);
 const char *admin_address(const struct admin *);
+/* Let the status page list the newest events (ids, topics, verdicts) from
+ * the journal (borrowed; NULL: none). Without it the page shows counters. */
+struct journal;
+void	admin_set_journal(struct admin *, struct journal *);
 
 #endif

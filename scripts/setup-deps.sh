@@ -8,7 +8,7 @@ job=${1:-build}
 build="build-essential cmake pkg-config libevent-dev libssl-dev libcjson-dev
 libzmq3-dev libsqlite3-dev"
 test="$build libcriterion-dev python3 python3-zmq python3-jsonschema openssl
-sqlite3 valgrind"
+sqlite3 valgrind clang libclang-rt-14-dev prometheus python3-yaml nginx-light"
 bench="$build wrk nginx-light webhook python3"
 case "$job" in
 build|demo) want=$build ;;
