@@ -400,7 +400,8 @@ bus_frame_int(zmq_msg_t *m, int64_t *out)
 		return -1;
 	memcpy(buf, zmq_msg_data(m), len);
 	buf[len] = '\0';
-	if (buf[0] < '0' || buf[0] > '9')
+	/* Every byte a digit: "1\0x" must not read as 1 (found by fuzzing). */
+	if (buf[0] < '0' || buf[0] > '9' || memchr(buf, '\0', len) != NULL)
 		return -1;
 	return util_parse_int64(buf, 0, INT64_MAX, out);
 }

@@ -5,6 +5,7 @@ config on loopback (port 0; the bound ports are read from its "listening" log
 line), signs and sends webhooks over real HTTP, and reads the journal with
 sqlite3. Tests print "N passed, N failed" and exit non-zero on failure.
 """
+import atexit
 import contextlib
 import hashlib
 import hmac
@@ -33,6 +34,67 @@ SIM_BIN = os.environ.get("PAYHOOK_SIM_BIN",
 EXAMPLES = os.path.join(REF, "webhook-examples")
 SECRET = "webhook_test_9v3l0ak1mqkqf2b0j3n1ce4tdo"
 SECRET2 = "webhook_test_0a1b2c3d4e5f6g7h8i9j0k1l2m"
+
+# --- sanitizer and valgrind reports (scripts/test.sh) -----------------------
+# A report from ASan/UBSan/LSan (the build-asan binaries) or from valgrind
+# (PAYHOOK_VALGRIND=1) in a process this module started fails the test even
+# when the test itself never looks at the exit status: it is printed when
+# seen and the test script then exits 1 (see _report_findings below).
+VALGRIND = os.environ.get("PAYHOOK_VALGRIND", "") not in ("", "0")
+VALGRIND_BIN = os.environ.get("PAYHOOK_VALGRIND_BIN", "valgrind")
+VALGRIND_EXIT = 99
+# Time factor for start-up and shutdown waits under valgrind (~20-50x).
+SLOW = float(os.environ.get("PAYHOOK_SLOW", "10" if VALGRIND else "1"))
+SANITIZER_FINDINGS = []
+_SANITIZER_RE = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|"
+    r"runtime error: |SUMMARY: UndefinedBehaviorSanitizer|"
+    r"WARNING: ThreadSanitizer|ERROR: MemorySanitizer")
+
+
+def sanitizer_report(what, text, rc=None, valgrind_log=None):
+    """Record (and print) any sanitizer or valgrind report about process
+    `what` found in its stderr `text`, its exit status `rc` and, under
+    valgrind, its log file. Returns the list of problems found."""
+    problems = []
+    lines = text.splitlines() if text else []
+    hits = [i for i, l in enumerate(lines) if _SANITIZER_RE.search(l)]
+    if hits:
+        problems.append("sanitizer report:\n" + "\n".join(
+            lines[max(0, hits[0] - 2):hits[0] + 40]))
+    if valgrind_log is not None:
+        vg = ""
+        try:
+            with open(valgrind_log, errors="replace") as f:
+                vg = f.read()
+        except OSError:
+            pass
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", vg)
+        lost = re.search(r"definitely lost: ([\d,]+) bytes", vg)
+        if rc == VALGRIND_EXIT or (m and int(m.group(1)) > 0) or (
+                lost and lost.group(1) != "0"):
+            problems.append("valgrind (rc %s):\n%s" % (rc, vg[-6000:]))
+        elif rc is not None and rc >= 0 and m is None:
+            problems.append("valgrind wrote no summary (rc %s):\n%s" % (
+                rc, vg[-3000:]))
+    for p in problems:
+        SANITIZER_FINDINGS.append((what, p))
+        print("SANITIZER/VALGRIND FINDING in %s: %s" % (what, p))
+        sys.stdout.flush()
+    return problems
+
+
+def _report_findings():
+    if SANITIZER_FINDINGS:
+        print("FAIL %d sanitizer/valgrind finding(s) in started processes: "
+              "%s" % (len(SANITIZER_FINDINGS),
+                      ", ".join(w for w, _ in SANITIZER_FINDINGS)))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+atexit.register(_report_findings)
 
 
 def example_body(name="constructed-card_payment_captured.body.json"):
@@ -110,10 +172,28 @@ class Service:
             f.write("".join(s + "\n" for s in secrets))
         os.chmod(self.secret_file, 0o600)
 
+    def command(self):
+        """argv that starts the service: [BIN, serve, ...], wrapped in
+        valgrind memcheck when PAYHOOK_VALGRIND=1 (its report goes to
+        self.valgrind_log, one file per start)."""
+        argv = [BIN, "serve", "-c", self.conf] + self.args
+        self.valgrind_log = None
+        if VALGRIND:
+            self.starts = getattr(self, "starts", 0) + 1
+            self.valgrind_log = os.path.join(
+                self.tmp, "valgrind.%d.log" % self.starts)
+            argv = [VALGRIND_BIN, "--error-exitcode=%d" %
+                    VALGRIND_EXIT, "--leak-check=full",
+                    "--errors-for-leak-kinds=definite",
+                    "--show-leak-kinds=definite", "--num-callers=30",
+                    "--log-file=" + self.valgrind_log] + argv
+        return argv
+
     def start(self, timeout=10):
         self.log_lines = []
+        timeout *= SLOW
         self.proc = subprocess.Popen(
-            [BIN, "serve", "-c", self.conf] + self.args, env=self.env,
+            self.command(), env=self.env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read_log, daemon=True)
@@ -146,12 +226,17 @@ class Service:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            rc = self.proc.wait(timeout)
+            rc = self.proc.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
-        self._reader.join(2)
+        self._reader.join(2 * SLOW)
         self.proc = None
+        # A report only counts from a process that ran its exit path:
+        # after SIGKILL neither LSan nor valgrind get to print one.
+        sanitizer_report("payhook serve (%s)" % self.tmp, self.log(),
+                         rc, self.valgrind_log if rc != -signal.SIGKILL
+                         else None)
         return rc
 
     def kill(self):
@@ -769,3 +854,94 @@ def webhook_at(message_id, payment_id, event_type, created_date,
                               status))
     body["created_date"] = created_date
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+# --- additions for the audit tests (payhook audit, docs/audit.md) ----------
+# An independent reading of the audit log format: the canonical form and
+# chain are recomputed here in Python, not trusted from the C code.
+AUDIT_ZERO = "0" * 64
+_AUDIT_EVENT = re.compile(
+    rb'^\{"seq":([1-9][0-9]*),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"'
+    rb',"event":(\{.*\})\}$')
+_AUDIT_PROBLEM = re.compile(
+    r"^(audit-\d{8}\.jsonl):(\d+): seq ([0-9.]+|-): (.*)$")
+
+
+def audit_files(d):
+    """Sorted audit-NNNNNNNN.jsonl names in d."""
+    return sorted(f for f in os.listdir(d)
+                  if re.match(r"^audit-\d{8}\.jsonl$", f))
+
+
+def audit_hash(prev, seq=None, event=None, file_no=None, opened=None):
+    """SHA-256 hex of a line's canonical form (docs/audit.md)."""
+    if event is not None:
+        data = prev.encode() + b"\nseq %d\n" % seq + event
+    else:
+        data = prev.encode() + ("\nfile %d next_seq %d opened %s" % (
+            file_no, seq, opened)).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def audit_lines(d):
+    """[(file, line_no, dict)] for every line: headers as parsed JSON plus
+    kind "header"; events as {kind, seq, prev, hash, event (bytes)}; a
+    line that parses as neither has kind "bad"."""
+    out = []
+    for name in audit_files(d):
+        with open(os.path.join(d, name), "rb") as f:
+            data = f.read()
+        for n, raw in enumerate(data.split(b"\n")[:-1], 1):
+            m = _AUDIT_EVENT.match(raw)
+            if m:
+                out.append((name, n, {
+                    "kind": "event", "seq": int(m.group(1)),
+                    "prev": m.group(2).decode(), "hash": m.group(3).decode(),
+                    "event": m.group(4)}))
+                continue
+            try:
+                h = json.loads(raw)
+                h["kind"] = "header" if "audit" in h else "bad"
+            except ValueError:
+                h = {"kind": "bad"}
+            out.append((name, n, h))
+    return out
+
+
+def audit_chain_problems(d):
+    """Problems (list of str) found by recomputing the whole chain from the
+    zero hash, and the seqs of the events, in order: (problems, seqs)."""
+    problems, seqs, prev = [], [], AUDIT_ZERO
+    for name, n, l in audit_lines(d):
+        where = "%s:%d" % (name, n)
+        if l["kind"] == "bad":
+            problems.append(where + ": bad line")
+            continue
+        if l["kind"] == "header":
+            h = audit_hash(l["prev"], l["next_seq"], file_no=l["file"],
+                           opened=l["opened"])
+        else:
+            h = audit_hash(l["prev"], l["seq"], l["event"])
+            seqs.append(l["seq"])
+            if json.loads(l["event"])["seq"] != l["seq"]:
+                problems.append(where + ": event seq differs")
+        if l["prev"] != prev or l["hash"] != h:
+            problems.append(where + ": chain broken")
+        prev = h
+    return problems, seqs
+
+
+def audit_events(d):
+    """{seq: event_text} held by the log (the last line wins)."""
+    return {l["seq"]: l["event"].decode() for _, _, l in audit_lines(d)
+            if l["kind"] == "event"}
+
+
+def audit_verify(d, *args, timeout=60):
+    """Run `payhook audit verify d args`: (rc, stdout lines, problems) with
+    problems [(file, line, seq_text, what)] parsed from the output."""
+    p = subprocess.run([BIN, "audit", "verify", d] + list(args),
+                       capture_output=True, timeout=timeout)
+    lines = p.stdout.decode().splitlines()
+    probs = [m.groups() for m in map(_AUDIT_PROBLEM.match, lines) if m]
+    return p.returncode, lines, probs, p.stderr.decode()

@@ -206,6 +206,10 @@ class Sim:
                 self.proc.wait(5)
         self.proc.stdout.close()
         self.stderr.close()
+        # A sanitizer report (build-asan) fails the test (phtest).
+        from phtest import sanitizer_report
+        sanitizer_report("payhook-sim", self.stderr_text(),
+                         self.proc.returncode)
         if self.proc.returncode != 0:
             print("payhook-sim exited %s; stderr tail:\n%s" % (
                 self.proc.returncode, self.stderr_text()[-3000:]))
