@@ -5,6 +5,8 @@
  * re-reads the signing secrets and wakes the pipeline stages (for rows an
  * operator re-drove). Main thread. Configuration errors exit 2.
  */
+#include <sys/stat.h>
+
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -213,6 +215,23 @@ serve_gauge_quarantined(void *arg)
 }
 
 static double
+serve_gauge_wal_bytes(void *arg)
+{
+	struct serve *sv = arg;
+	char path[4096];
+	struct stat st;
+
+	xsnprintf(path, sizeof path, "%s-wal", journal_path(sv->journal));
+	return stat(path, &st) == 0 ? (double)st.st_size : 0;
+}
+
+static double
+serve_gauge_wal_restarts(void *arg)
+{
+	return (double)journal_wal_restarts(((struct serve *)arg)->journal);
+}
+
+static double
 serve_gauge_secrets(void *arg)
 {
 	return signature_count(((struct serve *)arg)->sig);
@@ -232,6 +251,12 @@ serve_register_metrics(struct serve *sv)
 	    "state=\"quarantined\"", serve_gauge_quarantined, NULL);
 	metrics_gauge("payhook_signing_secrets", "Signing secrets loaded "
 	    "(2 during a rotation).", NULL, serve_gauge_secrets, sv);
+	metrics_gauge("payhook_journal_wal_bytes", "Size of the journal's "
+	    "write-ahead log file (kept bounded by forced restarts).", NULL,
+	    serve_gauge_wal_bytes, sv);
+	metrics_gauge("payhook_journal_wal_restarts", "Times the WAL was "
+	    "forced to start over under a steady load (cumulative).", NULL,
+	    serve_gauge_wal_restarts, sv);
 }
 
 /* Everything a configuration needs that config_load cannot see. */

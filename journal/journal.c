@@ -33,6 +33,8 @@
 #define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
 #define JOURNAL_WAL_NUDGE_BYTES	(4 * 1024 * 1024) /* checkpoint early */
 #define JOURNAL_WAL_LIMIT_BYTES	(4 * 1024 * 1024) /* truncate WAL on reset */
+#define JOURNAL_WAL_RESTART_BYTES (64 * 1024 * 1024) /* force a WAL reset */
+#define JOURNAL_RESTART_BUSY_MS	10	/* never hold writers up for long */
 #define JOURNAL_MIN_PAGES	16	/* smallest accepted max_bytes */
 #define JOURNAL_PRUNE_BATCH	1000	/* rows per DELETE statement */
 #define JOURNAL_PRUNE_BUDGET_MS	20	/* per journal_prune() call */
@@ -213,6 +215,12 @@ journal_checkpoints(const struct journal *j)
 	return atomic_load(&j->checkpoints);
 }
 
+uint64_t
+journal_wal_restarts(const struct journal *j)
+{
+	return atomic_load(&j->restarts);
+}
+
 int
 journal_in_transaction(const struct journal *j)
 {
@@ -380,7 +388,7 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
     char **cause)
 {
 	char mode[16], sql[96];
-	int64_t page_size, pages, got;
+	int64_t page_size, pages, got, restart, nudge;
 	const char *sync;
 
 	if (journal_query(j->db, "PRAGMA journal_mode = WAL", NULL, mode,
@@ -408,7 +416,25 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		*cause = xasprintf("bad page size %lld", (long long)page_size);
 		return -1;
 	}
-	j->nudge_frames = (int)(JOURNAL_WAL_NUDGE_BYTES / page_size);
+	/* With a size cap the WAL must stay small too: it is on the same
+	 * disk. Restart it at a quarter of the cap, checkpoint every sixteenth. */
+	restart = cfg->wal_restart_bytes > 0 ? cfg->wal_restart_bytes :
+	    JOURNAL_WAL_RESTART_BYTES;
+	if (cfg->max_bytes > 0 && cfg->wal_restart_bytes <= 0 &&
+	    cfg->max_bytes / 4 < restart)
+		restart = cfg->max_bytes / 4 > 256 * 1024 ? cfg->max_bytes / 4 :
+		    256 * 1024;
+	nudge = restart / 16 < JOURNAL_WAL_NUDGE_BYTES ? restart / 16 :
+	    JOURNAL_WAL_NUDGE_BYTES;
+	j->restart_frames = (int)(restart / page_size);
+	if (restart < JOURNAL_WAL_LIMIT_BYTES) {
+		xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld",
+		    (long long)restart);
+		if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0)
+			return -1;
+	}
+	j->nudge_frames = (int)(nudge / page_size) > 0 ?
+	    (int)(nudge / page_size) : 1;
 	if (cfg->max_bytes > 0) {
 		pages = cfg->max_bytes / page_size;
 		if (pages < JOURNAL_MIN_PAGES) {
@@ -442,6 +468,36 @@ journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 	return 0;
 }
 
+/*
+ * Under a steady stream of commits a PASSIVE checkpoint never finds the WAL
+ * fully copied at the moment a writer starts, so the WAL is never started
+ * over and grows without bound (tens of GB in a soak). Past a size, a
+ * RESTART checkpoint copies the little left after the PASSIVE pass while
+ * holding writers off (at most about JOURNAL_RESTART_BUSY_MS plus the copy)
+ * so the next commit starts the WAL from the beginning; the writer then
+ * truncates it to JOURNAL_WAL_LIMIT_BYTES. If readers keep it busy, the next
+ * round tries again.
+ */
+static void
+journal_checkpoint_restart(struct journal *j, int nlog)
+{
+	int rc, n = 0, copied = 0;
+
+	sqlite3_busy_timeout(j->ckpt_db, JOURNAL_RESTART_BUSY_MS);
+	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
+	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
+	sqlite3_busy_timeout(j->ckpt_db, 0);
+	if (rc == SQLITE_OK) {
+		atomic_fetch_add(&j->restarts, 1);
+		log_debug("journal_wal_restart", "wal_frames=%d", nlog);
+		return;
+	}
+	atomic_store(&j->wal_dirty, 1);
+	if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+		log_warn("journal_wal_restart_failed", "error=\"%s\" code=%d",
+		    sqlite3_errmsg(j->ckpt_db), rc);
+}
+
 /* One PASSIVE checkpoint if anything was committed since the last one. */
 static void
 journal_checkpoint_once(struct journal *j)
@@ -458,6 +514,8 @@ journal_checkpoint_once(struct journal *j)
 			atomic_store(&j->wal_dirty, 1);
 		log_debug("journal_checkpoint", "wal_frames=%d copied=%d",
 		    nlog, nckpt);
+		if (nlog >= j->restart_frames)
+			journal_checkpoint_restart(j, nlog);
 		return;
 	}
 	atomic_store(&j->wal_dirty, 1);

@@ -30,6 +30,8 @@ struct journal_config {
 	int64_t		 retention_ms;	/* keep rows at least this long */
 	int64_t		 max_bytes;	/* 0: unlimited; else SQLITE_FULL past it */
 	int		 checkpoint_ms;	/* checkpointer period */
+	int64_t		 wal_restart_bytes; /* force a WAL reset past this;
+					   0: 64 MB */
 };
 
 /* One webhook to store. For a quarantined body, message_id is a synthetic
@@ -112,6 +114,9 @@ int	journal_prune(struct journal *, int64_t now_ms, int64_t *deleted,
 	    char **cause);
 /* Number of checkpoints the background thread has run (for tests/metrics). */
 uint64_t journal_checkpoints(const struct journal *);
+/* Number of times it forced the WAL to start over (a steady load never lets
+ * a PASSIVE checkpoint do that). */
+uint64_t journal_wal_restarts(const struct journal *);
 const char *journal_state_name(enum journal_state);
 
 /* ------------------------------------------------------------------------

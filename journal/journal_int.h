@@ -28,6 +28,7 @@ struct journal {
 	int		 txn_failed;	/* a put failed: only rollback now */
 	int		 nudge_frames;	/* WAL growth that triggers a nudge */
 	int		 nudge_base;	/* WAL frames at the last nudge */
+	int		 restart_frames; /* WAL size that forces a restart */
 
 	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
 	pthread_t	 ckpt_thread;
@@ -39,6 +40,7 @@ struct journal {
 	int		 nudged;
 	atomic_int	 wal_dirty;	/* commits since the last checkpoint */
 	_Atomic uint64_t checkpoints;
+	_Atomic uint64_t restarts;	/* RESTART checkpoints that worked */
 
 	struct journal_pipe *pipe;	/* journal_pipeline.c's statements */
 	struct journal_syncer *syncer;	/* journal_sync.c; NULL: process */
