@@ -11,6 +11,7 @@ int	cmd_demo(int argc, char **argv);
 int	cmd_config(int argc, char **argv);
 int	cmd_tail(int argc, char **argv);
 int	cmd_keygen(int argc, char **argv);
+int	cmd_audit(int argc, char **argv);
 int	cmd_journal(int argc, char **argv);
 
 #endif

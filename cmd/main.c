@@ -19,6 +19,8 @@ static const struct {
 	  "order, filling gaps from replay" },
 	{ "keygen", cmd_keygen, "write a CURVE key pair for the ZeroMQ "
 	  "endpoints" },
+	{ "audit", cmd_audit, "keep a tamper-evident audit log of every event, "
+	  "or verify one" },
 	{ "journal", cmd_journal, "inspect the journal: pending and quarantined "
 	  "rows, errors, re-drive, backup" },
 	{ "sign", cmd_sign, "print the Pay-Signature of a body read on stdin" },

@@ -60,8 +60,9 @@ cleanup(void)
 static void
 fill_journal(void)
 {
-	struct journal_config jc = { tmpdir, JOURNAL_DURABILITY_PROCESS,
-	    86400000, 0, 1000 };
+	struct journal_config jc = { .dir = tmpdir,
+	    .durability = JOURNAL_DURABILITY_PROCESS, .retention_ms = 86400000,
+	    .checkpoint_ms = 1000 };
 	struct journal_entry e;
 	struct journal_row *rows;
 	char id[32], json[128], *cause = NULL;

@@ -70,8 +70,9 @@ sent_cb(void *arg, int64_t upto)
 static struct journal *
 open_journal(void)
 {
-	struct journal_config jc = { statedir, JOURNAL_DURABILITY_PROCESS,
-	    86400000, 0, 1000 };
+	struct journal_config jc = { .dir = statedir,
+	    .durability = JOURNAL_DURABILITY_PROCESS, .retention_ms = 86400000,
+	    .checkpoint_ms = 1000 };
 	char *cause = NULL;
 	struct journal *j = journal_open(&jc, &cause);
 
