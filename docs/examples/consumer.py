@@ -29,6 +29,7 @@ sub.setsockopt(zmq.SUBSCRIBE, b"")          # everything, heartbeats too
 sub.connect(args.feed)                      # 1. subscribe first
 dealer = ctx.socket(zmq.DEALER)
 dealer.setsockopt(zmq.LINGER, 0)
+dealer.setsockopt(zmq.SNDTIMEO, 5000)       # no peer: do not block for ever
 dealer.connect(args.replay)
 
 last = args.start - 1       # highest seq handled
@@ -48,11 +49,14 @@ def emit(seq, text):
 
 
 def catch_up():
-    """2. replay from last + 1 until a batch comes back short."""
+    """2. replay from last + 1 until a batch reaches head or is empty."""
     global head
     while True:
-        dealer.send_multipart([b"", b"REPLAY", str(last + 1).encode(),
-                               b"1000"])
+        try:
+            dealer.send_multipart([b"", b"REPLAY", str(last + 1).encode(),
+                                   b"1000"])
+        except zmq.Again:
+            sys.exit("replay endpoint not reachable")
         if not dealer.poll(5000):
             sys.exit("replay endpoint did not answer")
         reply = dealer.recv_multipart()[1:]     # drop the empty delimiter
@@ -62,7 +66,7 @@ def catch_up():
         for i in range(count):
             text = reply[4 + 2 * i].decode()
             emit(json.loads(text)["seq"], text)
-        if count < 1000:
+        if count == 0 or last >= head:     # a batch may be short (byte cap)
             return
 
 

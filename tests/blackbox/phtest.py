@@ -686,14 +686,22 @@ class ZmqConsumer:
             self.dealer.close(0)
         self.dealer = self.ctx.socket(self.zmq.DEALER)
         self.dealer.setsockopt(self.zmq.LINGER, 0)
+        # A DEALER with no peer (e.g. its CURVE handshake was denied) blocks
+        # on send forever: bound it.
+        self.dealer.setsockopt(self.zmq.SNDTIMEO, 2000)
         self._curve(self.dealer)
         self.dealer.connect(self.replay_ep)
 
     def request(self, frames, timeout=3.0):
         """Raw replay request (list of str/bytes, no delimiter added);
         returns the reply frames as bytes, or None on timeout."""
-        self.dealer.send_multipart([b""] + [
-            f if isinstance(f, bytes) else str(f).encode() for f in frames])
+        try:
+            self.dealer.send_multipart([b""] + [
+                f if isinstance(f, bytes) else str(f).encode()
+                for f in frames])
+        except self.zmq.Again:      # no peer to send to: no answer
+            self._new_dealer()
+            return None
         if not self.dealer.poll(int(timeout * 1000)):
             self._new_dealer()
             return None
