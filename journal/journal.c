@@ -704,12 +704,23 @@ journal_begin(struct journal *j, char **cause)
 		    "open");
 		return -1;
 	}
+	j->busy = 0;
 	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
-	    cause) != 0)
+	    cause) != 0) {
+		int rc = sqlite3_extended_errcode(j->db) & 0xff;
+
+		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 		return -1;
+	}
 	j->in_txn = 1;
 	j->txn_failed = 0;
 	return 0;
+}
+
+int
+journal_was_busy(const struct journal *j)
+{
+	return j->busy;
 }
 
 static int

@@ -102,6 +102,9 @@ uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);
 
+/* 1 when the last journal_begin() failed only because another connection
+ * (a checkpoint, an operator's tool) held the lock: worth retrying soon. */
+int	journal_was_busy(const struct journal *);
 /* 1 while a transaction is open. */
 int	journal_in_transaction(const struct journal *);
 

@@ -26,6 +26,7 @@ struct journal {
 	sqlite3_stmt	*prune;
 	int		 in_txn;	/* journal_begin() succeeded */
 	int		 txn_failed;	/* a put failed: only rollback now */
+	int		 busy;		/* the last begin met a lock */
 	int		 nudge_frames;	/* WAL growth that triggers a nudge */
 	int		 nudge_base;	/* WAL frames at the last nudge */
 	int		 restart_frames; /* WAL size that forces a restart */

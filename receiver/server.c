@@ -28,6 +28,8 @@
 #include "receiver/webhook.h"
 
 #define SERVER_RETRY_AFTER	"5"
+#define SERVER_BUSY_RETRY_MS	2	/* journal locked: try again after */
+#define SERVER_BUSY_GIVE_UP_MS	500	/* then 503 (the sender waits 3 s) */
 
 /* What a request turned into, and so what it will be answered. */
 enum server_outcome {
@@ -58,6 +60,7 @@ struct server_pending {
 struct server_batch {
 	struct server_pending	*p;
 	size_t			 n, cap;
+	int64_t			 first_ms;	/* first store attempt */
 	uint64_t		 ticket;	/* journal sync ticket */
 	TAILQ_ENTRY(server_batch) entry;
 };
@@ -84,6 +87,7 @@ struct server {
 	struct event		*commit_ev;
 	struct evbuffer		*reply;
 	int			 shutting_down;
+	int			 freeing;	/* server_free: no more retries */
 	int			 journal_ok;
 	server_commit_fn	 commit_cb;
 	void			*commit_arg;
@@ -98,6 +102,7 @@ struct server {
 	struct metric_counter	 m_sig_fail[3];
 	struct metric_counter	 m_sig_ok[SIGNATURE_MAX_SECRETS];
 	struct metric_counter	 m_commit_failed;
+	struct metric_counter	 m_busy_retries;
 	struct metric_histogram	 m_commit;
 	struct metric_histogram	 m_batch;
 	struct metric_histogram	 m_fsync;
@@ -275,6 +280,7 @@ server_batch_add(struct server *s, struct evhttp_request *req)
 		else
 			b = xcalloc(1, sizeof *b);
 		b->n = 0;
+		b->first_ms = util_mono_ms();
 		s->open = b;
 		/* The commit runs after every callback already active. */
 		event_active(s->commit_ev, EV_TIMEOUT, 0);
@@ -560,12 +566,26 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 	struct server_batch *b = s->open;
 	char *cause = NULL;
 	int64_t t0, t1;
+	int rc;
 
 	if (b == NULL)
 		return;
 	s->open = NULL;
 	t0 = server_mono_ns();
-	if (server_store_batch(s, b, &cause) != 0) {
+	rc = server_store_batch(s, b, &cause);
+	if (rc != 0 && journal_was_busy(s->journal) && !s->freeing &&
+	    util_mono_ms() - b->first_ms < SERVER_BUSY_GIVE_UP_MS) {
+		/* Another connection (a WAL checkpoint) holds the lock for a
+		 * moment: keep reading and try again shortly, rather than 503. */
+		struct timeval tv = { 0, SERVER_BUSY_RETRY_MS * 1000 };
+
+		free(cause);
+		metric_inc(&s->m_busy_retries);
+		s->open = b;	/* requests read meanwhile join the batch */
+		event_add(s->commit_ev, &tv);
+		return;
+	}
+	if (rc != 0) {
 		metric_inc(&s->m_commit_failed);
 		if (s->journal_ok || server_may_warn(s))
 			log_error("journal_commit_failed", "rows=%zu "
@@ -612,6 +632,10 @@ server_register_metrics(struct server *s)
 	metrics_counter("payhook_journal_commit_failures_total",
 	    "Group commits that failed (their webhooks got 503).", NULL,
 	    &s->m_commit_failed);
+	metrics_counter("payhook_journal_busy_retries_total",
+	    "Group commits retried because another connection held the "
+	    "journal's lock for a moment (e.g. a WAL checkpoint).", NULL,
+	    &s->m_busy_retries);
 	s->m_commit.bounds = server_commit_bounds;
 	s->m_commit.n = UTIL_ARRAY_LEN(server_commit_bounds);
 	metrics_histogram("payhook_journal_commit_seconds",
@@ -691,6 +715,7 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	s->commit_cb = NULL;	/* the pipeline is stopping too */
+	s->freeing = 1;
 	if (s->journal != NULL) {
 		journal_sync_listen(s->journal, NULL, s);
 		journal_sync_histogram(s->journal, NULL);

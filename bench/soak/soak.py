@@ -526,8 +526,11 @@ def run(args, work, procs, failures, cmdline):
           "gaps %d, repeats %d)" % (rows, cons.count, cons.gaps,
                                      cons.repeats))
     check(quick == "ok", "PRAGMA quick_check ok")
-    check(wal_max <= 64 * 2 ** 20, "the WAL stays bounded (max %.1f MB; "
-          "journal.c truncates it to 4 MiB on reset)" % (wal_max / 2 ** 20))
+    # journal.c forces a WAL restart past 64 MiB (JOURNAL_WAL_RESTART_BYTES)
+    # and truncates it to 4 MiB then; what is written between two
+    # checkpointer rounds comes on top.
+    check(wal_max <= 96 * 2 ** 20, "the WAL stays bounded (max %.1f MB; "
+          "restarted past 64 MiB, truncated to 4 MiB)" % (wal_max / 2 ** 20))
     check(not errors, "payhook logged no error (%d)" % len(errors))
     check(prc == 0, "payhook stopped cleanly (exit %s)" % prc)
     growth = rss_end - rss_start
