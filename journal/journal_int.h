@@ -59,6 +59,11 @@ int	journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 /* Delete published events created before cutoff_ms (bounded). */
 int	journal_prune_events(struct journal *j, int64_t cutoff_ms,
 	    char **cause);
+/* The checkpointer thread (journal_checkpoint.c) and the write
+ * connection's WAL hook that nudges it. */
+int	journal_start_checkpointer(struct journal *j, char **cause);
+int	journal_wal_hook_cb(void *arg, sqlite3 *db, const char *name,
+	    int frames);
 /* Start/stop the WAL syncer thread (durability = full). */
 int	journal_syncer_start(struct journal *j, char **cause);
 void	journal_syncer_stop(struct journal *j);

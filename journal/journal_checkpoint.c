@@ -1,0 +1,173 @@
+/*
+ * journal_checkpoint.c: WAL checkpoints off the event loop. A thread owned
+ * by the journal, with its own connection, runs a PASSIVE checkpoint every
+ * checkpoint_ms when anything was committed and whenever the write
+ * connection's WAL hook nudges it; past a size it forces a RESTART so the
+ * WAL starts over. It never blocks the writer for longer than about
+ * JOURNAL_RESTART_BUSY_MS plus a small copy, and never touches the write
+ * connection. The WAL hook itself runs on the main thread.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "journal/journal.h"
+#include "journal/journal_int.h"
+
+#define JOURNAL_RESTART_BUSY_MS	10	/* never hold writers up for long */
+
+/*
+ * Under a steady stream of commits a PASSIVE checkpoint never finds the WAL
+ * fully copied at the moment a writer starts, so the WAL is never started
+ * over and grows without bound (tens of GB in a soak). Past a size, a
+ * RESTART checkpoint copies the little left after the PASSIVE pass while
+ * holding writers off (at most about JOURNAL_RESTART_BUSY_MS plus the copy)
+ * so the next commit starts the WAL from the beginning; the writer then
+ * truncates it to JOURNAL_WAL_LIMIT_BYTES. If readers keep it busy, the next
+ * round tries again.
+ */
+static void
+journal_checkpoint_restart(struct journal *j, int nlog)
+{
+	int rc, n = 0, copied = 0;
+
+	sqlite3_busy_timeout(j->ckpt_db, JOURNAL_RESTART_BUSY_MS);
+	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
+	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
+	sqlite3_busy_timeout(j->ckpt_db, 0);
+	if (rc == SQLITE_OK) {
+		atomic_fetch_add(&j->restarts, 1);
+		log_debug("journal_wal_restart", "wal_frames=%d", nlog);
+		return;
+	}
+	atomic_store(&j->wal_dirty, 1);
+	if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+		log_warn("journal_wal_restart_failed", "error=\"%s\" code=%d",
+		    sqlite3_errmsg(j->ckpt_db), rc);
+}
+
+/* One PASSIVE checkpoint if anything was committed since the last one. */
+static void
+journal_checkpoint_once(struct journal *j)
+{
+	int rc, nlog = 0, nckpt = 0;
+
+	if (!atomic_exchange(&j->wal_dirty, 0))
+		return;
+	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
+	    SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
+	if (rc == SQLITE_OK) {
+		atomic_fetch_add(&j->checkpoints, 1);
+		if (nckpt < nlog)	/* a reader pins old frames */
+			atomic_store(&j->wal_dirty, 1);
+		log_debug("journal_checkpoint", "wal_frames=%d copied=%d",
+		    nlog, nckpt);
+		if (nlog >= j->restart_frames)
+			journal_checkpoint_restart(j, nlog);
+		return;
+	}
+	atomic_store(&j->wal_dirty, 1);
+	if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+		log_warn("journal_checkpoint_failed", "error=\"%s\" code=%d",
+		    sqlite3_errmsg(j->ckpt_db), rc);
+}
+
+static void *
+journal_checkpoint_main(void *arg)
+{
+	struct journal *j = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += j->checkpoint_ms / 1000;
+		ts.tv_nsec += (long)(j->checkpoint_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!j->stop && !j->nudged) {
+			if (pthread_cond_timedwait(&j->cond, &j->lock,
+			    &ts) == ETIMEDOUT)
+				break;
+		}
+		if (j->stop)
+			break;
+		j->nudged = 0;
+		pthread_mutex_unlock(&j->lock);
+		journal_checkpoint_once(j);
+		pthread_mutex_lock(&j->lock);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* Start the checkpointer with every signal blocked (the main thread's
+ * event loop handles them). */
+int
+journal_start_checkpointer(struct journal *j, char **cause)
+{
+	pthread_condattr_t attr;
+	sigset_t all, old;
+	int error;
+
+	if ((error = pthread_condattr_init(&attr)) == 0) {
+		if ((error = pthread_condattr_setclock(&attr,
+		    CLOCK_MONOTONIC)) == 0)
+			error = pthread_cond_init(&j->cond, &attr);
+		pthread_condattr_destroy(&attr);
+	}
+	if (error != 0) {
+		*cause = xasprintf("checkpointer: %s", strerror(error));
+		return -1;
+	}
+	if ((error = pthread_mutex_init(&j->lock, NULL)) != 0) {
+		pthread_cond_destroy(&j->cond);
+		*cause = xasprintf("checkpointer: %s", strerror(error));
+		return -1;
+	}
+	j->sync_inited = 1;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	error = pthread_create(&j->ckpt_thread, NULL, journal_checkpoint_main,
+	    j);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		*cause = xasprintf("checkpointer thread: %s", strerror(error));
+		return -1;
+	}
+	j->ckpt_started = 1;
+	return 0;
+}
+
+/* Runs on the main thread after every commit on the write connection; it
+ * nudges the checkpointer each time the WAL has grown by nudge_frames. */
+int
+journal_wal_hook_cb(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct journal *j = arg;
+
+	atomic_store(&j->wal_dirty, 1);
+	if (frames < j->nudge_base)	/* the WAL was restarted */
+		j->nudge_base = 0;
+	if (frames - j->nudge_base >= j->nudge_frames) {
+		j->nudge_base = frames;
+		pthread_mutex_lock(&j->lock);
+		j->nudged = 1;
+		pthread_cond_signal(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return SQLITE_OK;
+}
+
+/* Configure the write connection: WAL, durability, no autocheckpoint,
+ * size limit. */
