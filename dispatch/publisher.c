@@ -28,8 +28,9 @@
 #include "dispatch/publisher.h"
 #include "journal/journal.h"
 
-#define PUBLISHER_BATCH		256	/* rows or events per journal read */
-#define PUBLISHER_PUMP_MAX	1024	/* rows per callback, then yield */
+#define PUBLISHER_BATCH		128	/* rows or events per journal read */
+#define PUBLISHER_PUMP_MAX	128	/* rows per callback, then yield: the
+				   loop must go on reading webhooks */
 #define PUBLISHER_TICK_MS	1000	/* safety-net pass */
 #define PUBLISHER_RETRY_MS	5	/* journal busy with a group commit */
 #define PUBLISHER_TICKETS	8	/* batches waiting for their fsync */
