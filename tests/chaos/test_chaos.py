@@ -136,6 +136,7 @@ class Auditor:
     def __init__(self, world):
         self.w = world
         self.lock = threading.Lock()
+        self.plock = threading.RLock()     # start, end, ensure
         self.events = []            # (seq, event dict, raw line) in order
         self.proc = None
         self.reader = None
@@ -149,6 +150,10 @@ class Auditor:
             return self.events[-1][0] if self.events else 0
 
     def start(self):
+        with self.plock:
+            self._start()
+
+    def _start(self):
         self.starts += 1
         path = os.path.join(self.w.tmp, "tail-%d.err" % self.starts)
         self.errfile = path
@@ -183,6 +188,12 @@ class Auditor:
             return ""
 
     def _end(self, sig):
+        # The watcher thread (ensure) and a scenario may both end the
+        # tail: one at a time.
+        with self.plock:
+            return self._end_locked(sig)
+
+    def _end_locked(self, sig):
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -213,6 +224,10 @@ class Auditor:
 
     def ensure(self):
         """Restart the tail if it died or said it continued past a gap."""
+        with self.plock:
+            self._ensure()
+
+    def _ensure(self):
         if self.proc is None:
             return
         why = None
