@@ -25,7 +25,8 @@
 #define JA_APP_ID		0x70617968	/* "payh", as journal.c */
 #define JA_BUSY_MS		5000	/* an operator may wait a little */
 
-/* Like journal_pipeline.c's list, with the body's length, not the body. */
+/* journal_pipeline.c's JOURNAL_ROW_COLUMNS with the bodies' lengths, not
+ * the bodies: journal_load_row(..., 1) reads them. */
 #define JA_ROW_COLUMNS							\
 	"id, state, message_id, event_type, resource_id, occurred_ms,"	\
 	" received_ms, secret_index, length(body), quarantine_reason,"	\
@@ -36,10 +37,6 @@ struct journal_admin {
 	sqlite3		*db;
 	char		*path;
 	char		*dir;
-};
-
-static const char *ja_states[JOURNAL_NSTATES] = {
-	"received", "checked", "published", "quarantined"
 };
 
 static void
@@ -245,57 +242,12 @@ journal_admin_status(struct journal_admin *ja, struct journal_status *s,
 	return ret;
 }
 
-static char *
-ja_col_dup(sqlite3_stmt *st, int col)
-{
-	const unsigned char *t;
-
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return NULL;
-	t = sqlite3_column_text(st, col);
-	return xstrdup(t != NULL ? (const char *)t : "");
-}
-
 static void
 ja_col_copy(sqlite3_stmt *st, int col, char *buf, size_t len)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
 
 	xsnprintf(buf, len, "%s", t != NULL ? (const char *)t : "");
-}
-
-/* One row of JA_ROW_COLUMNS: body and api_body stay NULL, their lengths
- * are filled in. */
-static void
-ja_load_row(sqlite3_stmt *st, struct journal_row *r)
-{
-	char state[16];
-	int i;
-
-	memset(r, 0, sizeof *r);
-	r->id = sqlite3_column_int64(st, 0);
-	ja_col_copy(st, 1, state, sizeof state);
-	for (i = 0; i < JOURNAL_NSTATES; i++) {
-		if (strcmp(state, ja_states[i]) == 0)
-			r->state = (enum journal_state)i;
-	}
-	ja_col_copy(st, 2, r->message_id, sizeof r->message_id);
-	ja_col_copy(st, 3, r->event_type, sizeof r->event_type);
-	ja_col_copy(st, 4, r->resource_id, sizeof r->resource_id);
-	r->occurred_ms = sqlite3_column_int64(st, 5);
-	r->received_ms = sqlite3_column_int64(st, 6);
-	r->secret_index = sqlite3_column_int(st, 7);
-	r->body_len = (size_t)sqlite3_column_int64(st, 8);
-	r->quarantine_reason = ja_col_dup(st, 9);
-	r->check_attempts = sqlite3_column_int(st, 10);
-	r->next_check_ms = sqlite3_column_int64(st, 11);
-	r->last_error = ja_col_dup(st, 12);
-	ja_col_copy(st, 13, r->verdict, sizeof r->verdict);
-	r->mismatches = ja_col_dup(st, 14);
-	r->api_status = sqlite3_column_int(st, 15);
-	r->api_body_len = (size_t)sqlite3_column_int64(st, 16);
-	r->checked_ms = sqlite3_column_int64(st, 17);
-	r->seq = sqlite3_column_int64(st, 18);
 }
 
 int
@@ -334,7 +286,7 @@ journal_admin_list(struct journal_admin *ja, enum journal_admin_list which,
 	if (max > 0)
 		out = xcalloc(max, sizeof *out);
 	while (have < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		ja_load_row(st, &out[have++]);
+		journal_load_row(st, &out[have++], 1);
 	if (have < max && rc != SQLITE_DONE) {
 		ja_cause(cause, ja->db, "list rows");
 		sqlite3_finalize(st);
@@ -392,7 +344,7 @@ journal_admin_get(struct journal_admin *ja, const char *key, int bodies,
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		*found = 1;
-		ja_load_row(st, row);
+		journal_load_row(st, row, 1);
 		if (bodies) {
 			ja_blob_dup(st, 19, &row->body, &row->body_len);
 			ja_blob_dup(st, 20, &row->api_body, &row->api_body_len);

@@ -72,6 +72,10 @@ void	journal_syncer_stop(struct journal *j);
 int	journal_sync_after_commit(struct journal *j, char **cause);
 /* Hand a committed ticket to the syncer. */
 void	journal_syncer_request(struct journal *j, uint64_t ticket);
+/* One row of JOURNAL_ROW_COLUMNS (journal_pipeline.c) into r; with
+ * lengths, columns 8 and 16 hold length(body) and length(api_body) and the
+ * bodies stay NULL (journal_admin.c lists rows without copying bodies). */
+void	journal_load_row(sqlite3_stmt *st, struct journal_row *r, int lengths);
 /* Finalise the pipeline's prepared statements (before sqlite3_close). */
 void	journal_pipeline_free(struct journal *j);
 

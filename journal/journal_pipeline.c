@@ -194,8 +194,8 @@ journal_col_copy(sqlite3_stmt *st, int col, char *buf, size_t len)
 	xsnprintf(buf, len, "%s", t != NULL ? (const char *)t : "");
 }
 
-static void
-journal_load_row(sqlite3_stmt *st, struct journal_row *r)
+void
+journal_load_row(sqlite3_stmt *st, struct journal_row *r, int lengths)
 {
 	char state[16];
 	int i;
@@ -213,8 +213,9 @@ journal_load_row(sqlite3_stmt *st, struct journal_row *r)
 	r->occurred_ms = sqlite3_column_int64(st, 5);
 	r->received_ms = sqlite3_column_int64(st, 6);
 	r->secret_index = sqlite3_column_int(st, 7);
-	r->body = journal_col_dup(st, 8, &r->body_len);
-	if (r->body == NULL)
+	if (lengths)
+		r->body_len = (size_t)sqlite3_column_int64(st, 8);
+	else if ((r->body = journal_col_dup(st, 8, &r->body_len)) == NULL)
 		r->body = xstrdup("");
 	r->quarantine_reason = journal_col_dup(st, 9, NULL);
 	r->check_attempts = sqlite3_column_int(st, 10);
@@ -223,7 +224,10 @@ journal_load_row(sqlite3_stmt *st, struct journal_row *r)
 	journal_col_copy(st, 13, r->verdict, sizeof r->verdict);
 	r->mismatches = journal_col_dup(st, 14, NULL);
 	r->api_status = sqlite3_column_int(st, 15);
-	r->api_body = journal_col_dup(st, 16, &r->api_body_len);
+	if (lengths)
+		r->api_body_len = (size_t)sqlite3_column_int64(st, 16);
+	else
+		r->api_body = journal_col_dup(st, 16, &r->api_body_len);
 	r->checked_ms = sqlite3_column_int64(st, 17);
 	r->seq = sqlite3_column_int64(st, 18);
 }
@@ -277,7 +281,7 @@ journal_collect_rows(struct journal *j, sqlite3_stmt *st, size_t max,
 			cap = cap == 0 ? 8 : cap * 2;
 			out = xreallocarray(out, cap, sizeof *out);
 		}
-		journal_load_row(st, &out[have++]);
+		journal_load_row(st, &out[have++], 0);
 	}
 	if (have < max && rc != SQLITE_DONE) {
 		journal_cause(cause, j->db, "journal read rows");
@@ -304,7 +308,7 @@ journal_get_row(struct journal *j, int64_t id, struct journal_row *row,
 	rc = sqlite3_step(st);
 	*found = rc == SQLITE_ROW;
 	if (rc == SQLITE_ROW)
-		journal_load_row(st, row);
+		journal_load_row(st, row, 0);
 	else if (rc != SQLITE_DONE) {
 		journal_cause(cause, j->db, "journal get row");
 		journal_done(st);
