@@ -230,42 +230,46 @@ server_is_json(const char *ct)
 	return 1;
 }
 
+/* What the checks need from the request headers, in one pass. */
+struct server_headers {
+	int		 content_length;	/* how many */
+	int		 transfer_encoding;
+	int		 signatures;
+	const char	*signature;		/* the last one */
+	const char	*content_type;		/* the first one */
+};
+
+static void
+server_scan_headers(struct evhttp_request *req, struct server_headers *h)
+{
+	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+
+	memset(h, 0, sizeof *h);
+	TAILQ_FOREACH(kv, hdrs, next) {
+		if (strcasecmp(kv->key, "Content-Length") == 0)
+			h->content_length++;
+		else if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
+			h->transfer_encoding++;
+		else if (strcasecmp(kv->key, "Pay-Signature") == 0) {
+			h->signature = kv->value;
+			h->signatures++;
+		} else if (strcasecmp(kv->key, "Content-Type") == 0 &&
+		    h->content_type == NULL)
+			h->content_type = kv->value;
+	}
+}
+
 /*
  * Framing libevent 2.1 lets through but RFC 9112 6.3 forbids: two
  * Content-Length headers, or Content-Length with Transfer-Encoding. A
  * proxy in front could read such a request differently (smuggling).
  */
 static int
-server_ambiguous_framing(struct evhttp_request *req)
+server_ambiguous_framing(const struct server_headers *h)
 {
-	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
-	struct evkeyval *kv;
-	int cl = 0, te = 0;
-
-	TAILQ_FOREACH(kv, hdrs, next) {
-		if (strcasecmp(kv->key, "Content-Length") == 0)
-			cl++;
-		else if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
-			te++;
-	}
-	return cl > 1 || te > 1 || (cl > 0 && te > 0);
-}
-
-/* The single Pay-Signature header; 0 none, 1 one, 2 more than one. */
-static int
-server_signature_header(struct evhttp_request *req, const char **value)
-{
-	struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
-	struct evkeyval *kv;
-	int n = 0;
-
-	TAILQ_FOREACH(kv, hdrs, next) {
-		if (strcasecmp(kv->key, "Pay-Signature") == 0) {
-			*value = kv->value;
-			n++;
-		}
-	}
-	return n > 1 ? 2 : n;
+	return h->content_length > 1 || h->transfer_encoding > 1 ||
+	    (h->content_length > 0 && h->transfer_encoding > 0);
 }
 
 static struct server_pending *
@@ -338,14 +342,16 @@ server_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct server *s = arg;
 	const struct evhttp_uri *uri;
-	const char *path, *sighdr = NULL;
+	struct server_headers h;
+	const char *path;
 	struct evbuffer *in;
 	unsigned char *body;
 	size_t len;
 	int secret;
 
 	listener_request_done(s->listener, req);
-	if (server_ambiguous_framing(req)) {
+	server_scan_headers(req, &h);
+	if (server_ambiguous_framing(&h)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Connection", "close");
 		server_error(s, req, 400, "Bad Request",
@@ -372,19 +378,18 @@ server_request_cb(struct evhttp_request *req, void *arg)
 		    SERVER_RETRY_AFTER);
 		return;
 	}
-	if (!server_is_json(evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "Content-Type"))) {
+	if (!server_is_json(h.content_type)) {
 		server_error(s, req, 415, "Unsupported Media Type",
 		    "{\"error\":\"unsupported content type; expected "
 		    "application/json\"}");
 		return;
 	}
-	switch (server_signature_header(req, &sighdr)) {
-	case 0:
+	if (h.signatures == 0) {
 		server_reject_signature(s, req, 0, "missing",
 		    "{\"error\":\"missing Pay-Signature header\"}");
 		return;
-	case 2:
+	}
+	if (h.signatures > 1) {
 		server_reject_signature(s, req, 1, "repeated",
 		    "{\"error\":\"more than one Pay-Signature header\"}");
 		return;
@@ -394,7 +399,8 @@ server_request_cb(struct evhttp_request *req, void *arg)
 	body = evbuffer_pullup(in, -1);
 	if (body == NULL)
 		body = (unsigned char *)"";
-	secret = signature_verify(s->sig, body, len, sighdr, strlen(sighdr));
+	secret = signature_verify(s->sig, body, len, h.signature,
+	    strlen(h.signature));
 	if (secret == SIGNATURE_MALFORMED) {
 		server_reject_signature(s, req, 1, "malformed",
 		    "{\"error\":\"malformed Pay-Signature header; expected 64 "
