@@ -80,8 +80,8 @@ void	journal_rollback(struct journal *);
 /*
  * Deferred durability, so the event loop never waits for the disk:
  * journal_commit_deferred() commits the transaction opened by journal_begin()
- * or journal_begin_deferred() without waiting and returns a ticket. The
- * journal's syncer thread fdatasyncs the WAL and then calls every listener
+ * without waiting and returns a ticket. The journal's syncer thread
+ * fdatasyncs the WAL and then calls every listener
  * (on that thread: hop to the loop with event_active); journal_synced()
  * tells which tickets are durable. With durability = process a ticket is
  * durable at once. A plain journal_commit() of a transaction that stored
@@ -93,7 +93,6 @@ typedef void (*journal_sync_fn)(void *arg);
 void	journal_sync_listen(struct journal *, journal_sync_fn, void *arg);
 /* Record every WAL fdatasync's latency in h (may be NULL). */
 void	journal_sync_histogram(struct journal *, struct metric_histogram *h);
-int	journal_begin_deferred(struct journal *, char **cause);
 int	journal_commit_deferred(struct journal *, uint64_t *ticket,
 	    char **cause);
 /* Highest durable ticket; *failed_upto gets the highest ticket whose sync

@@ -231,12 +231,6 @@ journal_sync_histogram(struct journal *j, struct metric_histogram *h)
 }
 
 int
-journal_begin_deferred(struct journal *j, char **cause)
-{
-	return journal_begin(j, cause);
-}
-
-int
 journal_commit_deferred(struct journal *j, uint64_t *ticket, char **cause)
 {
 	static uint64_t process_ticket;

@@ -455,7 +455,7 @@ server_store_batch(struct server *s, struct server_batch *b, char **cause)
 	struct journal_entry e;
 	size_t i;
 
-	if (journal_begin_deferred(s->journal, cause) != 0)
+	if (journal_begin(s->journal, cause) != 0)
 		return -1;
 	for (i = 0; i < b->n; i++) {
 		p = &b->p[i];
