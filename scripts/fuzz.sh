@@ -6,8 +6,8 @@
 # scripts/test.sh; a longer one is e.g.:  scripts/fuzz.sh 600
 # Env: FUZZ_TARGETS="webhook json ..." to pick targets, FUZZ_BUILD=dir.
 # Crashes are saved as build-fuzz/tests/fuzz/artifacts/<target>/crash-*;
-# copy one to tests/fuzz/regressions/<target>/ to keep it replayed forever
-# (or, for an open bug in code owned elsewhere, to tests/fuzz/known/).
+# once fixed, copy it to tests/fuzz/regressions/<target>/ to keep it
+# replayed forever.
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-20}
@@ -59,22 +59,7 @@ for t in $targets; do
 		fi
 	fi
 
-	# 2. Open bugs in code this suite does not own: each file under
-	# tests/fuzz/known/<target>/ must still fail in strict mode (the
-	# target tolerates that one bug otherwise); say so when it is fixed.
-	if [ -d "tests/fuzz/known/$t" ]; then
-		for k in tests/fuzz/known/$t/*; do
-			if PAYHOOK_FUZZ_STRICT=1 "$bin" -runs=1 "$k" \
-			    >"$log.known" 2>&1; then
-				echo "fuzz: $t: known bug $k no longer reproduces:" \
-				    "move it to tests/fuzz/regressions/$t/"
-			else
-				echo "fuzz: $t: known open bug still reproduces: $k"
-			fi
-		done
-	fi
-
-	# 3. Fuzz for $secs seconds from the working corpus.
+	# 2. Fuzz for $secs seconds from the working corpus.
 	if "$bin" "$dir/corpus/$t" -dict="$dict" -max_total_time="$secs" \
 	    -rss_limit_mb=2048 -timeout=25 -max_len=$maxlen -print_final_stats=1 \
 	    -artifact_prefix="$dir/artifacts/$t/" >"$log" 2>&1; then

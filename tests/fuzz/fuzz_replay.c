@@ -1,6 +1,6 @@
 /*
  * fuzz_replay.c: libFuzzer target for the replay request parser, which is
- * static in dispatch/bus.c (bus_parse_replay); until it is exposed, this
+ * static in dispatch/bus_replay.c (bus_parse_replay); rather than expose it, this
  * goes through the smallest public seam: a real bus (bus_new) on loopback
  * over a small journal in a temp dir, and a DEALER that sends the input as
  * one multipart request (frames split on '\n'; a leading empty frame is a
@@ -11,6 +11,7 @@
  */
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <zmq.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "dispatch/bus.h"
 #include "journal/journal.h"
 
@@ -163,24 +165,6 @@ strict_int(const uint8_t *p, size_t n, int64_t *out)
 	return n > 23 ? 1 : 0;
 }
 
-/*
- * Known open bug (docs/reliability.md, tests/fuzz/known/replay/): the bus
- * reads a number frame up to an embedded NUL, so "12\0junk" is taken as
- * 12. Tolerated while fuzzing (so the run keeps looking for other bugs);
- * PAYHOOK_FUZZ_STRICT=1 turns it back into a failure (scripts/fuzz.sh
- * replays the reproducer that way and says when it is fixed).
- */
-static int
-number_frame(const uint8_t *p, size_t n, int64_t *out)
-{
-	const uint8_t *nul = memchr(p, '\0', n);
-	const char *strict = getenv("PAYHOOK_FUZZ_STRICT");
-
-	if (nul != NULL && (strict == NULL || strcmp(strict, "1") != 0))
-		n = (size_t)(nul - p);
-	return strict_int(p, n, out);
-}
-
 static int
 frame_is(const zmq_msg_t *m, const char *s)
 {
@@ -193,14 +177,26 @@ static void
 recv_reply(zmq_msg_t *r, size_t max, size_t *n)
 {
 	zmq_pollitem_t it = { dealer, 0, ZMQ_POLLIN, 0 };
-	int more = 1;
+	int64_t deadline = util_now_ms() + FZ_REPLY_MS, left;
+	int more = 1, rc;
 
-	CHECK(zmq_poll(&it, 1, FZ_REPLY_MS) == 1);	/* no reply: a bug */
+	/*
+	 * libFuzzer's -timeout runs a SIGALRM timer, so a wait may be
+	 * interrupted (EINTR): wait again for what is left of the deadline.
+	 */
+	do {
+		left = deadline - util_now_ms();
+		rc = zmq_poll(&it, 1, left > 0 ? (long)left : 0);
+	} while (rc < 0 && errno == EINTR);
+	CHECK(rc == 1);		/* no reply within FZ_REPLY_MS: a bug */
 	*n = 0;
 	while (more) {
 		CHECK(*n < max);
 		zmq_msg_init(&r[*n]);
-		CHECK(zmq_msg_recv(&r[*n], dealer, 0) >= 0);
+		while ((rc = zmq_msg_recv(&r[*n], dealer, 0)) < 0 &&
+		    errno == EINTR)
+			;
+		CHECK(rc >= 0);
 		more = zmq_msg_more(&r[*n]);
 		(*n)++;
 	}
@@ -218,8 +214,8 @@ check_batch(zmq_msg_t *r, size_t n, const uint8_t **f, const size_t *flen,
 	/* Accepted: the request was well-formed. */
 	CHECK(nf == 3 || nf == 4);
 	CHECK(flen[0] == 6 && memcmp(f[0], "REPLAY", 6) == 0);
-	CHECK(number_frame(f[1], flen[1], &from) == 0);
-	CHECK(number_frame(f[2], flen[2], &max) == 0);
+	CHECK(strict_int(f[1], flen[1], &from) == 0);
+	CHECK(strict_int(f[2], flen[2], &max) == 0);
 	CHECK(memchr(prefix, '\0', plen) == NULL);
 	CHECK(n >= 3);
 	CHECK(zmq_msg_size(&r[1]) < sizeof num && zmq_msg_size(&r[2]) <
@@ -277,9 +273,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		p = nl + 1;
 	}
-	for (i = 0; i < nf; i++)
-		CHECK(zmq_send(dealer, f[i], flen[i], i + 1 < nf ?
-		    ZMQ_SNDMORE : 0) >= 0);
+	for (i = 0; i < nf; i++) {
+		int rc;
+
+		while ((rc = zmq_send(dealer, f[i], flen[i], i + 1 < nf ?
+		    ZMQ_SNDMORE : 0)) < 0 && errno == EINTR)
+			;
+		CHECK(rc >= 0);
+	}
 	recv_reply(r, sizeof r / sizeof r[0], &n);
 
 	/* A leading empty frame is a delimiter and comes back. */
