@@ -1,7 +1,7 @@
 /*
  * fuzz_replay.c: libFuzzer target for the replay request parser, which is
- * static in dispatch/bus_replay.c (bus_parse_replay); rather than expose it, this
- * goes through the smallest public seam: a real bus (bus_new) on loopback
+ * static in dispatch/bus_replay.c (bus_parse_replay); rather than expose
+ * it, this goes through the smallest public seam: a real bus (bus_new) on loopback
  * over a small journal in a temp dir, and a DEALER that sends the input as
  * one multipart request (frames split on '\n'; a leading empty frame is a
  * REQ-style delimiter). Every request must get exactly one reply: ERROR
