@@ -1,12 +1,12 @@
 /*
  * fuzz_replay.c: libFuzzer target for the replay request parser, which is
- * static in dispatch/bus_replay.c (bus_parse_replay); rather than expose
- * it, this goes through the smallest public seam: a real bus (bus_new) on loopback
- * over a small journal in a temp dir, and a DEALER that sends the input as
- * one multipart request (frames split on '\n'; a leading empty frame is a
- * REQ-style delimiter). Every request must get exactly one reply: ERROR
- * with a reason, or BATCH head count then topic/json pairs that match the
- * request (seq >= from, topic starts with the prefix, at most max, in
+ * static in dispatch/bus_replay.c (bus_parse_replay); rather than expose it,
+ * this goes through the smallest public seam: a real bus (bus_new) on
+ * loopback over a small journal in a temp dir, and a DEALER that sends the
+ * input as one multipart request (frames split on '\n'; a leading empty
+ * frame is a REQ-style delimiter). Every request must get exactly one reply:
+ * ERROR with a reason, or BATCH head count then topic/json pairs that match
+ * the request (seq >= from, topic starts with the prefix, at most max, in
  * order). Main thread plus the bus thread.
  */
 #include <sys/stat.h>
