@@ -7,7 +7,9 @@
 #include <criterion/logging.h>
 
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -925,5 +927,135 @@ Test(journal, ten_thousand_rows_commit_in_batches, .timeout = 120)
 	time_batches(JOURNAL_DURABILITY_PROCESS, "process");
 	nftw(statedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	time_batches(JOURNAL_DURABILITY_FULL, "full");
+	assert_integrity();
+}
+
+/* ---- a second write connection (the publisher thread's) -------------- */
+
+struct peer_writer {
+	struct journal	*peer;
+	int		 n;
+	atomic_int	 done;
+};
+
+/* Another thread commits n rows on the peer, in batches of 8. */
+static void *
+peer_writer_main(void *arg)
+{
+	struct peer_writer *w = arg;
+	struct journal_entry e;
+	uint64_t ticket;
+	char id[64], *cause = NULL;
+	int i;
+
+	for (i = 0; i < w->n; i++) {
+		if (i % 8 == 0 && journal_begin(w->peer, &cause) != 0)
+			abort();
+		xsnprintf(id, sizeof id, "peer-%d", i);
+		e = entry(id, 1000);
+		if (journal_put(w->peer, &e, &cause) != JOURNAL_PUT_NEW)
+			abort();
+		if ((i % 8 == 7 || i == w->n - 1) &&
+		    journal_commit_deferred(w->peer, &ticket, &cause) != 0)
+			abort();
+	}
+	atomic_store(&w->done, 1);
+	return NULL;
+}
+
+Test(journal, peer_connection_shares_the_writer_mutex_and_the_syncer)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 50);
+	struct journal *peer;
+	struct journal_entry e;
+	uint64_t t1, t2, synced, failed;
+	char *cause = NULL;
+
+	peer = journal_open_peer(j, &cause);
+	cr_assert_not_null(peer, "%s", cause ? cause : "");
+
+	/* While the peer holds the journal, the loop's nowait begin is
+	 * refused at once as busy (writer), and nothing is half-stored. */
+	begin(peer);
+	e = entry("from-peer", 1000);
+	cr_assert_eq(put(peer, &e), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_begin_nowait(j, &cause), -1);
+	cr_assert_eq(journal_was_busy(j), JOURNAL_BUSY_WRITER);
+	cr_assert_not_null(strstr(cause, "another writer"), "%s", cause);
+	free(cause);
+	cause = NULL;
+	cr_assert_eq(journal_in_transaction(j), 0);
+	cr_assert_eq(journal_commit_deferred(peer, &t1, &cause), 0, "%s",
+	    cause);
+
+	/* Free again: the primary goes ahead and sees the peer's row. */
+	cr_assert_eq(journal_begin_nowait(j, &cause), 0, "%s", cause);
+	e = entry("from-peer", 1000);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_DUPLICATE);
+	e = entry("from-primary", 1000);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_commit_deferred(j, &t2, &cause), 0, "%s", cause);
+
+	/* One ticket sequence for both connections; one syncer makes both
+	 * durable. */
+	cr_assert_gt(t2, t1);
+	journal_sync_wait(j, t2);
+	synced = journal_synced(peer, &failed);
+	cr_assert_geq(synced, t2);
+	cr_assert_eq(failed, 0);
+	cr_assert_eq(rows(), 2);
+
+	/* A rollback on the peer releases the mutex too. */
+	begin(peer);
+	journal_rollback(peer);
+	cr_assert_eq(journal_begin_nowait(j, &cause), 0, "%s", cause);
+	journal_rollback(j);
+
+	journal_free(peer);
+	journal_free(j);
+	assert_integrity();
+}
+
+Test(journal, concurrent_writers_never_meet_sqlite_busy)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 20);
+	struct peer_writer w = { .n = 2000 };
+	struct journal_entry e;
+	pthread_t t;
+	uint64_t ticket;
+	char id[64], *cause = NULL;
+	int i = 0, writer_busy = 0;
+
+	w.peer = journal_open_peer(j, &cause);
+	cr_assert_not_null(w.peer, "%s", cause ? cause : "");
+	cr_assert_eq(pthread_create(&t, NULL, peer_writer_main, &w), 0);
+	/* The loop's way: nowait, and on busy try again shortly. Only the
+	 * in-process mutex may refuse it, never SQLite's lock. */
+	while (i < 2000) {
+		if (journal_begin_nowait(j, &cause) != 0) {
+			cr_assert_eq(journal_was_busy(j), JOURNAL_BUSY_WRITER,
+			    "%s", cause);
+			free(cause);
+			cause = NULL;
+			writer_busy++;
+			usleep(50);
+			continue;
+		}
+		do {
+			xsnprintf(id, sizeof id, "primary-%d", i);
+			e = entry(id, 1000);
+			cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+		} while (++i % 8 != 0);
+		cr_assert_eq(journal_commit_deferred(j, &ticket, &cause), 0,
+		    "%s", cause);
+	}
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(atomic_load(&w.done), 1);
+	journal_sync_wait(j, ticket);
+	cr_assert_eq(rows(), 4000);
+	cr_log_info("primary refused %d times while the peer wrote",
+	    writer_busy);
+	journal_free(w.peer);
+	journal_free(j);
 	assert_integrity();
 }
