@@ -629,26 +629,17 @@ normalise_row_json(const struct journal_row *row,
 	return 0;
 }
 
-/* The arena's first chunk, kept per thread between calls. */
-static _Thread_local char *normalise_first;
-
-void
-normalise_thread_done(void)
-{
-	free(normalise_first);
-	normalise_first = NULL;
-}
-
 int
 normalise_row(const struct journal_row *row, const struct normalise_opts *o,
     char *topic, char **json, size_t *len, char **cause)
 {
+	static _Thread_local char *first;
 	struct normalise_arena a;
 	int rc;
 
-	if (normalise_first == NULL)
-		normalise_first = xmalloc(NORMALISE_ARENA_CHUNK);
-	normalise_arena_begin(&a, normalise_first);
+	if (first == NULL)
+		first = xmalloc(NORMALISE_ARENA_CHUNK);	/* kept per thread */
+	normalise_arena_begin(&a, first);
 	rc = normalise_row_json(row, o, topic, json, len, cause);
 	normalise_arena_end(&a);
 	return rc;

@@ -27,9 +27,6 @@ struct normalise_opts {
 /* Install cJSON's allocation hooks (once, before other threads use
  * cJSON); normalise_row also does it on first use. */
 void	normalise_init(void);
-/* Free this thread's kept arena chunk (a thread that normalised calls it
- * before it exits). */
-void	normalise_thread_done(void);
 void	normalise_topic(const struct journal_row *, char *topic, size_t len);
 /* "payment.captured" -> "payment"; for metrics labels. Static strings. */
 const char *normalise_family(const char *topic);

@@ -570,7 +570,6 @@ publisher_main(void *arg)
 	struct publisher *p = arg;
 
 	event_base_loop(p->base, EVLOOP_NO_EXIT_ON_EMPTY);
-	normalise_thread_done();
 	return NULL;
 }
 
