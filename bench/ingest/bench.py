@@ -552,10 +552,10 @@ def write_results(b, out_path):
       "quarantined = %d, 503s = %d; rows from wrk's stream = %d vs %d "
       "2xx counted by wrk (wrk does not count replies still in flight "
       "when it stops); group commits = %d, mean batch %.1f webhooks, "
-      "mean store time (BEGIN, INSERTs, COMMIT; the fdatasync is on the syncer thread) %.0f µs, so the event loop spent "
-      "%.0f %% of the run's wall time storing batches (commits slower than "
+      "mean COMMIT (with fdatasync) %.0f µs, so the event loop spent "
+      "%.0f %% of the run's wall time inside COMMIT (commits slower than "
       "%s); payhook CPU "
-      "(all threads) %.1f µs per webhook; graceful stop exit %s." %
+      "(both threads) %.1f µs per webhook; graceful stop exit %s." %
       (p["err_status"], p["errors_socket"], p["rows"], p["accepted"],
        "equal" if p["rows"] == p["accepted"] else "DIFFERENT",
        p["duplicates"], p["quarantined"], p["s503"], rows_wrk,
@@ -594,9 +594,10 @@ def write_results(b, out_path):
         L("CPU samples of a second payhook process under the same load "
           "(perf cpu-clock, DWARF call graphs), each sample put in the "
           "first stage its stack matches; µs/webhook scale the shares by "
-          "the measured CPU per webhook of the main run (%.1f µs, all "
-          "threads; the loop thread's share is the stages from COMMIT "
-          "down). This is on-CPU time only." % b.profile_report["us"])
+          "the measured CPU per webhook of the main run (%.1f µs, both "
+          "threads). This is on-CPU time only: the time the loop thread "
+          "waits for the disk inside COMMIT is in the COMMIT share of wall "
+          "time above." % b.profile_report["us"])
         L("")
         L("```")
         L(b.profile_report["stages"])
