@@ -317,7 +317,7 @@ serve_start(struct serve *sv)
 		    "journal: %s", sv->cfg->state_dir, cause);
 	server_attach_journal(sv->server, sv->journal);
 	admin_set_journal(sv->admin, sv->journal);
-	if ((sv->publisher = publisher_new(sv->cfg, sv->journal,
+	if ((sv->publisher = publisher_new(sv->base, sv->cfg, sv->journal,
 	    &cause)) == NULL)
 		fatalx(2, "config: publish_endpoint = \"%s\", replay_endpoint "
 		    "= \"%s\": %s", sv->cfg->publish_endpoint,

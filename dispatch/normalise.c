@@ -545,16 +545,10 @@ normalise_install_hooks(void)
 	cJSON_InitHooks(&hooks);
 }
 
-void
-normalise_init(void)
-{
-	pthread_once(&normalise_hooks_once, normalise_install_hooks);
-}
-
 static void
 normalise_arena_begin(struct normalise_arena *a, char *first)
 {
-	normalise_init();
+	pthread_once(&normalise_hooks_once, normalise_install_hooks);
 	memset(a, 0, sizeof *a);
 	a->first = a->base = first;
 	a->size = NORMALISE_ARENA_CHUNK;

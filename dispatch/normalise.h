@@ -24,9 +24,6 @@ struct normalise_opts {
 };
 
 /* The topic for a row ("payment.<kind>" or "alert.<kind>") into topic. */
-/* Install cJSON's allocation hooks (once, before other threads use
- * cJSON); normalise_row also does it on first use. */
-void	normalise_init(void);
 void	normalise_topic(const struct journal_row *, char *topic, size_t len);
 /* "payment.captured" -> "payment"; for metrics labels. Static strings. */
 const char *normalise_family(const char *topic);

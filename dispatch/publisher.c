@@ -1,19 +1,13 @@
 /*
- * publisher.c: the checked -> published stage, on its own thread (the
- * publisher thread) with its own event_base and its own write connection
- * to the journal (journal_open_peer), so normalising and assigning seqs
- * never takes time from the event loop that answers GOV.UK Pay. Takes rows
- * needing an event from the journal, normalises them, assigns each seq
- * with journal_add_event (the stored JSON is exactly what is sent) and
- * hands (seq, topic, json) to the bus thread with DONTWAIT. The bus
- * reports "sent up to seq N" through an eventfd, and rows are then marked
- * published. The main thread only calls publisher_wake (event_active,
- * thread-safe under evthread_use_pthreads) and reads the gauges. Also
- * reads the CURVE key files at start-up. It must never block on ZeroMQ.
+ * publisher.c: the checked -> published stage, on the main (libevent)
+ * thread. Takes rows needing an event from the journal, normalises them,
+ * assigns each seq with journal_add_event (the stored JSON is exactly what
+ * is sent) and hands (seq, topic, json) to the bus thread with DONTWAIT.
+ * The bus reports "sent up to seq N" through an eventfd, and rows are then
+ * marked published. Also reads the CURVE key files at start-up. It must
+ * never block on ZeroMQ.
  */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +28,16 @@
 #include "dispatch/publisher.h"
 #include "journal/journal.h"
 
-#define PUBLISHER_BATCH		64	/* rows or events per journal read */
-#define PUBLISHER_PUMP_MAX	512	/* rows per callback, then yield to
-				   the bus's sent notifications */
+#define PUBLISHER_BATCH		128	/* rows or events per journal read */
+#define PUBLISHER_PUMP_MAX	128	/* rows per callback, then yield: the
+				   loop must go on reading webhooks */
 #define PUBLISHER_TICK_MS	1000	/* safety-net pass */
 #define PUBLISHER_RETRY_MS	5	/* journal busy with a group commit */
-#define PUBLISHER_MARK_MS	25	/* sent events marked published after */
 #define PUBLISHER_TICKETS	8	/* batches waiting for their fsync */
 
 struct publisher {
-	struct event_base	*base;		/* the publisher thread's */
-	struct journal		*journal;	/* its peer connection */
-	pthread_t		 thread;
-	int			 started;
+	struct event_base	*base;
+	struct journal		*journal;
 	struct bus		*bus;
 	int			 include_pii;
 	int			 efd;		/* bus -> main: sent up to */
@@ -54,7 +45,6 @@ struct publisher {
 	struct event		*ev_pump;
 	struct event		*ev_tick;
 	struct event		*ev_retry;
-	struct event		*ev_mark;
 	_Atomic int64_t		 sent_upto;	/* written by the bus thread */
 	int64_t			 assigned;	/* highest seq in the journal */
 	int64_t			 handed;	/* highest seq given to the bus */
@@ -67,9 +57,7 @@ struct publisher {
 	int			 ntickets;
 	int			 listening;	/* a journal sync listener */
 	int			 blocked;	/* pipe full until next sent */
-	atomic_int		 broken;	/* seq invariant broken: stop */
-	_Atomic int64_t		 g_assigned;	/* gauges for the main thread */
-	_Atomic int64_t		 g_confirmed;
+	int			 broken;	/* seq invariant broken: stop */
 	struct bus_metrics	 m;
 };
 
@@ -93,14 +81,6 @@ publisher_schedule_retry(struct publisher *p)
 
 	if (!evtimer_pending(p->ev_retry, NULL))
 		evtimer_add(p->ev_retry, &tv);
-}
-
-/* Publisher thread: copy what the main thread's gauges show. */
-static void
-publisher_publish_gauges(struct publisher *p)
-{
-	atomic_store(&p->g_assigned, p->assigned);
-	atomic_store(&p->g_confirmed, p->confirmed);
 }
 
 /* Hand one event to the bus: 0 handed, 1 pipe full, -1 bus gone. */
@@ -208,76 +188,53 @@ publisher_backlog(struct publisher *p)
 	return rc;
 }
 
-/* An event normalised for the next batch, handed over after COMMIT. */
+/* An event assigned in the open batch, handed over after COMMIT. */
 struct publisher_pending {
-	const struct journal_row *row;
 	int64_t		 seq;
 	char		 topic[NORMALISE_TOPIC_MAX];
 	char		*json;
 	size_t		 len;
 };
 
-/*
- * Normalise one row as event seq, outside any transaction (the writer
- * mutex is shared with ingest, so it is held only for the writes).
- * out_of_order: a later event for the payment already has a seq, in the
- * journal or earlier in this batch (pe[0..k)).
- */
+/* Normalise one row and assign its seq inside the open transaction. */
 static int
-publisher_prepare(struct publisher *p, struct publisher_pending *pe,
-    size_t k, int64_t seq)
+publisher_row(struct publisher *p, const struct journal_row *row,
+    struct publisher_pending *pe)
 {
-	const struct journal_row *row = pe[k].row;
 	struct normalise_opts o;
 	char *cause = NULL;
+	int64_t seq;
 	int later = 0;
-	size_t m;
 
 	memset(&o, 0, sizeof o);
-	o.seq = seq;
+	o.seq = p->assigned + 1;
 	o.include_pii = p->include_pii;
 	if (row->state != JOURNAL_QUARANTINED && row->resource_id[0] != '\0' &&
-	    row->occurred_ms > 0) {
-		for (m = 0; m < k && !later; m++)
-			later = pe[m].row->occurred_ms > row->occurred_ms &&
-			    strcmp(pe[m].row->resource_id,
-			    row->resource_id) == 0;
-		if (!later && journal_later_event_exists(p->journal,
-		    row->resource_id, row->occurred_ms, &later, &cause) != 0)
-			goto fail;
-	}
+	    row->occurred_ms > 0 && journal_later_event_exists(p->journal,
+	    row->resource_id, row->occurred_ms, &later, &cause) != 0)
+		goto fail;
 	o.out_of_order = later;
-	if (normalise_row(row, &o, pe[k].topic, &pe[k].json, &pe[k].len,
+	if (normalise_row(row, &o, pe->topic, &pe->json, &pe->len,
 	    &cause) != 0)
 		goto fail;
-	pe[k].seq = seq;
+	if (journal_add_event(p->journal, row->id, pe->topic, pe->json,
+	    pe->len, util_now_ms(), &seq, &cause) != 0)
+		goto fail;
+	if (seq != o.seq) {
+		/* The JSON carries o.seq: never send it under another seq. */
+		log_error("publisher_seq_invariant", "expected=%lld got=%lld "
+		    "event_id=%s", (long long)o.seq, (long long)seq,
+		    row->message_id);
+		return -1;	/* rolled back; the head is read again */
+	}
+	pe->seq = seq;
+	p->assigned = seq;
 	return 0;
 fail:
 	log_warn("publisher_row_failed", "row=%lld event_id=%s error=\"%s\"",
 	    (long long)row->id, row->message_id, cause);
 	free(cause);
 	return -1;
-}
-
-/* Inside the transaction: store the prepared event under its seq. */
-static int
-publisher_store(struct publisher *p, const struct publisher_pending *pe,
-    int64_t now_ms, char **cause)
-{
-	int64_t seq;
-
-	if (journal_add_event(p->journal, pe->row->id, pe->topic, pe->json,
-	    pe->len, now_ms, &seq, cause) != 0)
-		return -1;
-	if (seq != pe->seq) {
-		/* The JSON carries pe->seq: never send it under another. */
-		log_error("publisher_seq_invariant", "expected=%lld got=%lld "
-		    "event_id=%s", (long long)pe->seq, (long long)seq,
-		    pe->row->message_id);
-		*cause = xstrdup("seq invariant");
-		return -1;	/* rolled back; the head is read again */
-	}
-	return 0;
 }
 
 /* After COMMIT: hand the batch over in order (the backlog path resends
@@ -306,7 +263,7 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 	struct publisher_pending *pe;
 	char *cause = NULL;
 	size_t n, i, k = 0;
-	int64_t before = p->assigned, published, now;
+	int64_t before = p->assigned, published;
 	uint64_t ticket = 0;
 	int rc = 0;
 
@@ -321,20 +278,15 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 		return 0;
 	}
 	pe = xcalloc(n, sizeof *pe);
+	if (journal_begin(p->journal, &cause) != 0)
+		rc = -1;
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (rows[i].seq != 0)
 			continue;	/* already has its event */
-		pe[k].row = &rows[i];
-		if ((rc = publisher_prepare(p, pe, k, before + (int64_t)k +
-		    1)) == 0)
+		if ((rc = publisher_row(p, &rows[i], &pe[k])) == 0)
 			k++;
 	}
-	now = util_now_ms();
-	if (rc == 0 && k > 0 && journal_begin(p->journal, &cause) != 0)
-		rc = -1;
-	for (i = 0; rc == 0 && i < k; i++)
-		rc = publisher_store(p, &pe[i], now, &cause);
-	if (rc == 0 && k > 0 && journal_commit_deferred(p->journal, &ticket,
+	if (rc == 0 && journal_commit_deferred(p->journal, &ticket,
 	    &cause) != 0)
 		rc = -1;
 	if (rc != 0) {
@@ -355,7 +307,6 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 		k = 0;
 	}
 	if (k > 0) {
-		p->assigned = pe[k - 1].seq;
 		publisher_note_ticket(p, ticket, p->assigned);
 		publisher_update_durable(p);
 		if (p->durable >= p->assigned)
@@ -394,7 +345,7 @@ publisher_pump(struct publisher *p)
 	if (p->broken || !bus_running(p->bus))
 		return;
 	if (journal_in_transaction(p->journal)) {
-		publisher_schedule_retry(p);	/* never, on its own thread */
+		publisher_schedule_retry(p);	/* after the group commit */
 		return;
 	}
 	p->blocked = 0;
@@ -403,7 +354,6 @@ publisher_pump(struct publisher *p)
 		return;		/* the next sent or sync notification resumes */
 	if (publisher_new_rows(p, &budget) == 0 && budget == 0)
 		event_active(p->ev_pump, EV_TIMEOUT, 0);	/* yield */
-	publisher_publish_gauges(p);
 }
 
 static void
@@ -422,7 +372,6 @@ publisher_mark(struct publisher *p, int64_t upto)
 		return;
 	}
 	p->confirmed = upto;
-	publisher_publish_gauges(p);
 }
 
 static void
@@ -434,23 +383,13 @@ publisher_sent_ev_cb(evutil_socket_t fd, short what, void *arg)
 	if (read(p->efd, &v, sizeof v) < 0 && errno != EAGAIN)
 		log_warn("publisher_eventfd_failed", "error=\"%s\"",
 		    strerror(errno));
-	/* Marks are gathered: one small transaction per PUBLISHER_MARK_MS
-	 * rather than one per notification. */
-	if (!evtimer_pending(p->ev_mark, NULL)) {
-		struct timeval tv = { 0, PUBLISHER_MARK_MS * 1000 };
-
-		evtimer_add(p->ev_mark, &tv);
+	if (journal_in_transaction(p->journal)) {
+		publisher_schedule_retry(p);
+		return;
 	}
+	publisher_mark(p, atomic_load(&p->sent_upto));
 	if (p->blocked || p->handed < p->assigned)
 		publisher_pump(p);
-}
-
-static void
-publisher_mark_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct publisher *p = arg;
-
-	publisher_mark(p, atomic_load(&p->sent_upto));
 }
 
 static void
@@ -475,7 +414,7 @@ publisher_retry_cb(evutil_socket_t fd, short what, void *arg)
 static double
 publisher_gauge_head(void *arg)
 {
-	return (double)atomic_load(&((struct publisher *)arg)->g_assigned);
+	return (double)((struct publisher *)arg)->assigned;
 }
 
 static double
@@ -483,8 +422,7 @@ publisher_gauge_queue(void *arg)
 {
 	struct publisher *p = arg;
 
-	return (double)(atomic_load(&p->g_assigned) -
-	    atomic_load(&p->g_confirmed));
+	return (double)(p->assigned - p->confirmed);
 }
 
 static double
@@ -563,46 +501,27 @@ publisher_free_clients(struct bus_config *bc)
 	free(bc->curve_clients);
 }
 
-/* The publisher thread: its event loop until publisher_free breaks it. */
-static void *
-publisher_main(void *arg)
-{
-	struct publisher *p = arg;
-
-	event_base_loop(p->base, EVLOOP_NO_EXIT_ON_EMPTY);
-	return NULL;
-}
-
 struct publisher *
-publisher_new(const struct config *cfg, struct journal *journal,
-    char **cause)
+publisher_new(struct event_base *base, const struct config *cfg,
+    struct journal *journal, char **cause)
 {
 	struct publisher *p = xcalloc(1, sizeof *p);
 	struct bus_config bc;
 	struct timeval tick = { PUBLISHER_TICK_MS / 1000, 0 };
 	char secret[BUS_Z85_KEY_LEN + 1] = "";
 	int64_t published = 0;
-	sigset_t all, old;
-	int error;
 
+	p->base = base;
+	p->journal = journal;
 	p->include_pii = cfg->include_pii;
 	p->efd = -1;
 	memset(&bc, 0, sizeof bc);
-	normalise_init();	/* cJSON's hooks, before a second thread */
 	if (publisher_curve(cfg, &bc, secret, cause) != 0)
 		goto fail;
-	if ((p->base = event_base_new()) == NULL) {
-		*cause = xstrdup("cannot create the publisher's event base");
-		goto fail;
-	}
-	if ((p->journal = journal_open_peer(journal, cause)) == NULL)
-		goto fail;
-	if (journal_head_seq(p->journal, &p->assigned, &published,
-	    cause) != 0)
+	if (journal_head_seq(journal, &p->assigned, &published, cause) != 0)
 		goto fail;
 	p->handed = p->confirmed = published;
 	p->durable = p->assigned;	/* what survived the restart is on disk */
-	publisher_publish_gauges(p);
 	atomic_store(&p->sent_upto, published);
 	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
 		*cause = xasprintf("eventfd: %s", strerror(errno));
@@ -617,20 +536,19 @@ publisher_new(const struct config *cfg, struct journal *journal,
 	bc.metrics = &p->m;
 	if ((p->bus = bus_new(&bc, cause)) == NULL)
 		goto fail;
-	p->ev_sent = event_new(p->base, p->efd, EV_READ | EV_PERSIST,
+	p->ev_sent = event_new(base, p->efd, EV_READ | EV_PERSIST,
 	    publisher_sent_ev_cb, p);
-	p->ev_pump = event_new(p->base, -1, 0, publisher_pump_cb, p);
-	p->ev_tick = event_new(p->base, -1, EV_PERSIST, publisher_pump_cb, p);
-	p->ev_retry = evtimer_new(p->base, publisher_retry_cb, p);
-	p->ev_mark = evtimer_new(p->base, publisher_mark_cb, p);
+	p->ev_pump = event_new(base, -1, 0, publisher_pump_cb, p);
+	p->ev_tick = event_new(base, -1, EV_PERSIST, publisher_pump_cb, p);
+	p->ev_retry = evtimer_new(base, publisher_retry_cb, p);
 	if (p->ev_sent == NULL || p->ev_pump == NULL || p->ev_tick == NULL ||
-	    p->ev_retry == NULL || p->ev_mark == NULL || event_add(p->ev_sent, NULL) != 0 ||
+	    p->ev_retry == NULL || event_add(p->ev_sent, NULL) != 0 ||
 	    event_add(p->ev_tick, &tick) != 0) {
 		*cause = xstrdup("cannot add the publisher's events");
 		goto fail;
 	}
 	publisher_metrics(p);
-	journal_sync_listen(p->journal, publisher_sync_notify, p);
+	journal_sync_listen(journal, publisher_sync_notify, p);
 	p->listening = 1;
 	publisher_free_clients(&bc);
 	explicit_bzero(secret, sizeof secret);
@@ -640,17 +558,6 @@ publisher_new(const struct config *cfg, struct journal *journal,
 	    (long long)p->assigned, (long long)(p->assigned - published));
 	/* Resend what a crash left assigned but unconfirmed, then new rows. */
 	event_active(p->ev_pump, EV_TIMEOUT, 0);
-	/* Signals stay with the main thread's event loop. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	error = pthread_create(&p->thread, NULL, publisher_main, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (error != 0) {
-		*cause = xasprintf("publisher thread: %s", strerror(error));
-		publisher_free(p);
-		return NULL;
-	}
-	p->started = 1;
 	return p;
 fail:
 	publisher_free_clients(&bc);
@@ -659,17 +566,11 @@ fail:
 	return NULL;
 }
 
-/* Stops the thread first; the rest runs on the caller's thread. */
 void
 publisher_free(struct publisher *p)
 {
 	if (p == NULL)
 		return;
-	if (p->started) {
-		event_base_loopbreak(p->base);
-		pthread_join(p->thread, NULL);
-		p->started = 0;
-	}
 	if (p->listening)
 		journal_sync_listen(p->journal, NULL, p);
 	if (p->bus != NULL) {
@@ -682,12 +583,8 @@ publisher_free(struct publisher *p)
 	if (p->ev_pump) event_free(p->ev_pump);
 	if (p->ev_tick) event_free(p->ev_tick);
 	if (p->ev_retry) event_free(p->ev_retry);
-	if (p->ev_mark) event_free(p->ev_mark);
 	if (p->efd >= 0)
 		close(p->efd);
-	journal_free(p->journal);
-	if (p->base != NULL)
-		event_base_free(p->base);
 	free(p);
 }
 

@@ -3,9 +3,7 @@
  * quarantined) row into a payhook.payment_event.v1, assigns its seq in the
  * journal and hands it to the bus thread, which owns every ZeroMQ socket
  * (live feed, replay, ZAP). Rows are marked published once the bus thread
- * has sent them. The stage runs on its own thread with its own journal
- * connection; this API is called from the main thread. The bus thread
- * lives in bus.c.
+ * has sent them. Main-thread API; the bus thread lives in bus.c.
  */
 #ifndef PAYHOOK_PUBLISHER_H
 #define PAYHOOK_PUBLISHER_H
@@ -14,15 +12,15 @@
 
 #define PUBLISHER_Z85_KEY_LEN	40	/* CURVE keys in Z85 */
 
+struct event_base;
 struct config;
 struct journal;
 struct publisher;
 
-/* Bind the endpoints (CURVE + ZAP when configured), start the bus and the
- * publisher thread (needs evthread_use_pthreads). journal: the primary. */
-struct publisher *publisher_new(const struct config *, struct journal *,
-	    char **cause);
-/* Stop the publisher and bus threads (linger bounded), free. NULL: no-op. */
+/* Bind the endpoints (CURVE + ZAP when configured) and start the bus. */
+struct publisher *publisher_new(struct event_base *, const struct config *,
+	    struct journal *, char **cause);
+/* Stop the bus thread (linger bounded) and free. NULL: no-op. */
 void	publisher_free(struct publisher *);
 /* Rows became checked: publish what is ready. */
 void	publisher_wake(struct publisher *);

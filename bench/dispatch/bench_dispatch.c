@@ -224,7 +224,7 @@ main(int argc, char **argv)
 	evthread_use_pthreads();
 	base = event_base_new();
 	ctx = zmq_ctx_new();
-	if ((p = publisher_new(cfg, j, &cause)) == NULL)
+	if ((p = publisher_new(base, cfg, j, &cause)) == NULL)
 		fatalx(1, "%s", cause);
 	subs = xcalloc((size_t)k, sizeof *subs);
 	for (i = 0; i < k; i++) {
