@@ -30,8 +30,6 @@
 #define JOURNAL_APP_ID		0x70617968	/* "payh" */
 #define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
 #define JOURNAL_OPEN_BUSY_MS	2000	/* start-up may wait a little */
-#define JOURNAL_DEFER_TRIES	20	/* a peer lets the loop go first: */
-#define JOURNAL_DEFER_US	100	/* up to 2 ms, then takes its turn */
 #define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
 #define JOURNAL_WAL_NUDGE_BYTES	(4 * 1024 * 1024) /* checkpoint early */
 #define JOURNAL_WAL_LIMIT_BYTES	(4 * 1024 * 1024) /* truncate WAL on reset */
@@ -228,24 +226,6 @@ journal_in_transaction(const struct journal *j)
 	return j->in_txn;
 }
 
-void
-journal_wlock(struct journal *j)
-{
-	if (j->wlocked)
-		return;
-	pthread_mutex_lock(&(j->owner != NULL ? j->owner : j)->wmutex);
-	j->wlocked = 1;
-}
-
-void
-journal_wunlock(struct journal *j)
-{
-	if (!j->wlocked)
-		return;
-	j->wlocked = 0;
-	pthread_mutex_unlock(&(j->owner != NULL ? j->owner : j)->wmutex);
-}
-
 /*
  * Create the database file ourselves so it is 0600 (SQLite gives the -wal
  * and -shm files the main file's mode) and never a symlink. A new file's
@@ -380,46 +360,13 @@ journal_migrate(sqlite3 *db, char **cause)
 	return 0;
 }
 
-/*
- * What every write connection runs (the primary and a peer): synchronous =
- * NORMAL (COMMIT writes the WAL, no fsync: with durability = full the
- * syncer thread (journal_sync.c) fdatasyncs the WAL for the commits that
- * need it), no autocheckpoint, the WAL size limit and the page cap. These
- * are per connection in SQLite, so a peer must repeat them.
- */
-static int
-journal_setup_conn(struct journal *j, sqlite3 *db, char **cause)
-{
-	char sql[96];
-	int64_t got;
-
-	xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld",
-	    (long long)j->size_limit);
-	if (journal_exec(db, "PRAGMA synchronous = NORMAL", "synchronous",
-	    cause) != 0 ||
-	    journal_query(db, sql, NULL, NULL, 0, cause) != 0 ||
-	    journal_query(db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
-	    0, cause) != 0)
-		return -1;
-	if (j->max_pages <= 0)
-		return 0;
-	xsnprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
-	    (long long)j->max_pages);
-	if (journal_query(db, sql, &got, NULL, 0, cause) != 0)
-		return -1;
-	if (got > j->max_pages && j->owner == NULL)
-		log_warn("journal_over_max_bytes", "path=%s bytes=%lld "
-		    "max_bytes=%lld", j->path, (long long)(got * j->page_size),
-		    (long long)(j->max_pages * j->page_size));
-	return 0;
-}
-
 static int
 journal_setup_writer(struct journal *j, const struct journal_config *cfg,
     char **cause)
 {
-	char mode[16];
-	int64_t page_size, restart, nudge;
+	char mode[16], sql[96];
+	int64_t page_size, pages, got, restart, nudge;
+	const char *sync;
 
 	if (journal_query(j->db, "PRAGMA journal_mode = WAL", NULL, mode,
 	    sizeof mode, cause) != 0)
@@ -428,7 +375,18 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		*cause = xasprintf("cannot enable WAL mode (mode is %s)", mode);
 		return -1;
 	}
-	if (journal_query(j->db, "PRAGMA page_size", &page_size, NULL, 0,
+	/* No commit syncs inline: with durability = full the syncer thread
+	 * (journal_sync.c) fdatasyncs the WAL for the commits that need it. */
+	sync = "NORMAL";
+	xsnprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
+	if (journal_exec(j->db, sql, "synchronous", cause) != 0)
+		return -1;
+	xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d",
+	    JOURNAL_WAL_LIMIT_BYTES);
+	if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0 ||
+	    journal_query(j->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
+	    0, cause) != 0 ||
+	    journal_query(j->db, "PRAGMA page_size", &page_size, NULL, 0,
 	    cause) != 0)
 		return -1;
 	if (page_size <= 0) {
@@ -445,22 +403,34 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		    256 * 1024;
 	nudge = restart / 16 < JOURNAL_WAL_NUDGE_BYTES ? restart / 16 :
 	    JOURNAL_WAL_NUDGE_BYTES;
-	j->page_size = page_size;
 	j->restart_frames = (int)(restart / page_size);
-	j->size_limit = restart < JOURNAL_WAL_LIMIT_BYTES ? restart :
-	    JOURNAL_WAL_LIMIT_BYTES;
+	if (restart < JOURNAL_WAL_LIMIT_BYTES) {
+		xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld",
+		    (long long)restart);
+		if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0)
+			return -1;
+	}
 	j->nudge_frames = (int)(nudge / page_size) > 0 ?
 	    (int)(nudge / page_size) : 1;
 	if (cfg->max_bytes > 0) {
-		j->max_pages = cfg->max_bytes / page_size;
-		if (j->max_pages < JOURNAL_MIN_PAGES) {
+		pages = cfg->max_bytes / page_size;
+		if (pages < JOURNAL_MIN_PAGES) {
 			*cause = xasprintf("journal max_bytes %lld is too small "
 			    "(minimum %lld)", (long long)cfg->max_bytes,
 			    (long long)(JOURNAL_MIN_PAGES * page_size));
 			return -1;
 		}
+		xsnprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
+		    (long long)pages);
+		if (journal_query(j->db, sql, &got, NULL, 0, cause) != 0)
+			return -1;
+		if (got > pages)
+			log_warn("journal_over_max_bytes", "path=%s bytes=%lld "
+			    "max_bytes=%lld", j->path,
+			    (long long)(got * page_size),
+			    (long long)cfg->max_bytes);
 	}
-	return journal_setup_conn(j, j->db, cause);
+	return 0;
 }
 
 int
@@ -483,7 +453,6 @@ journal_open(const struct journal_config *cfg, char **cause)
 	char *why = NULL;
 
 	j = xcalloc(1, sizeof *j);
-	pthread_mutex_init(&j->wmutex, NULL);
 	j->retention_ms = cfg->retention_ms;
 	j->checkpoint_ms = cfg->checkpoint_ms > 0 ? cfg->checkpoint_ms :
 	    JOURNAL_CHECKPOINT_MS;
@@ -531,45 +500,6 @@ fail:
 	return NULL;
 }
 
-struct journal *
-journal_open_peer(struct journal *primary, char **cause)
-{
-	struct journal *j;
-	char *why = NULL;
-
-	j = xcalloc(1, sizeof *j);
-	j->owner = primary;
-	j->path = xstrdup(primary->path);
-	j->retention_ms = primary->retention_ms;
-	j->checkpoint_ms = primary->checkpoint_ms;
-	j->page_size = primary->page_size;
-	j->size_limit = primary->size_limit;
-	j->max_pages = primary->max_pages;
-	j->nudge_frames = primary->nudge_frames;
-	j->restart_frames = primary->restart_frames;
-	j->syncer = primary->syncer;	/* shared, owned by the primary */
-	if (journal_connect(j->path, &j->db, &why) != 0 ||
-	    journal_setup_conn(j, j->db, &why) != 0 ||
-	    journal_prepare(j, journal_insert_sql, &j->insert, &why) != 0 ||
-	    journal_prepare(j, journal_count_sql, &j->count, &why) != 0 ||
-	    journal_prepare(j, journal_prune_sql, &j->prune, &why) != 0)
-		goto fail;
-	if (sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS) != SQLITE_OK) {
-		journal_cause(&why, j->db, "busy timeout");
-		goto fail;
-	}
-	/* Its commits nudge the primary's checkpointer too. */
-	sqlite3_wal_hook(j->db, journal_wal_hook_cb, j);
-	return j;
-fail:
-	*cause = xasprintf("journal %s: second connection: %s", j->path,
-	    why != NULL ? why : "unknown error");
-	free(why);
-	j->syncer = NULL;
-	journal_free(j);
-	return NULL;
-}
-
 void
 journal_free(struct journal *j)
 {
@@ -579,8 +509,6 @@ journal_free(struct journal *j)
 		return;
 	if (j->db != NULL && j->in_txn)
 		journal_rollback(j);
-	if (j->owner != NULL)
-		j->syncer = NULL;	/* the primary's */
 	journal_syncer_stop(j);
 	if (j->ckpt_started) {
 		pthread_mutex_lock(&j->lock);
@@ -614,72 +542,31 @@ journal_free(struct journal *j)
 		pthread_cond_destroy(&j->cond);
 		pthread_mutex_destroy(&j->lock);
 	}
-	if (j->owner == NULL)
-		pthread_mutex_destroy(&j->wmutex);
 	free(j->path);
 	free(j);
 }
 
-/*
- * IMMEDIATE takes the write lock now: contention fails here after the busy
- * timeout, before any row is bound, instead of part-way through a batch.
- * nowait: the event loop never waits for another writer of this process;
- * it fails as busy (and flags that it wants the journal, so the other
- * writer lets it go first next time). A peer defers to that flag for a
- * moment before it takes the mutex.
- */
-static int
-journal_begin_mode(struct journal *j, int nowait, char **cause)
+/* IMMEDIATE takes the write lock now: contention fails here after the busy
+ * timeout, before any row is bound, instead of part-way through a batch. */
+int
+journal_begin(struct journal *j, char **cause)
 {
-	struct journal *o = j->owner != NULL ? j->owner : j;
-	int i;
-
 	if (j->in_txn) {
 		*cause = xasprintf("journal begin: a transaction is already "
 		    "open");
 		return -1;
 	}
 	j->busy = 0;
-	if (nowait) {
-		if (pthread_mutex_trylock(&o->wmutex) != 0) {
-			atomic_store(&o->wwant, 1);
-			j->busy = JOURNAL_BUSY_WRITER;
-			*cause = xasprintf("journal begin: another writer in "
-			    "this process holds the journal");
-			return -1;
-		}
-		j->wlocked = 1;
-		atomic_store(&o->wwant, 0);
-	} else {
-		for (i = 0; i < JOURNAL_DEFER_TRIES &&
-		    atomic_load(&o->wwant); i++)
-			usleep(JOURNAL_DEFER_US);
-		journal_wlock(j);
-	}
 	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
 	    cause) != 0) {
 		int rc = sqlite3_extended_errcode(j->db) & 0xff;
 
-		journal_wunlock(j);
-		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED ?
-		    JOURNAL_BUSY_LOCK : 0;
+		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 		return -1;
 	}
 	j->in_txn = 1;
 	j->txn_failed = 0;
 	return 0;
-}
-
-int
-journal_begin(struct journal *j, char **cause)
-{
-	return journal_begin_mode(j, 0, cause);
-}
-
-int
-journal_begin_nowait(struct journal *j, char **cause)
-{
-	return journal_begin_mode(j, 1, cause);
 }
 
 int
@@ -768,10 +655,9 @@ journal_commit(struct journal *j, char **cause)
 	}
 	if (journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
 		j->txn_failed = 1;
-		return -1;	/* the caller rolls back, which unlocks */
+		return -1;
 	}
 	j->in_txn = 0;
-	journal_wunlock(j);
 	return journal_sync_after_commit(j, cause);
 }
 
@@ -782,7 +668,6 @@ journal_rollback(struct journal *j)
 	j->in_txn = 0;
 	j->txn_failed = 0;
 	j->needs_sync = 0;
-	journal_wunlock(j);
 }
 
 int
@@ -835,9 +720,7 @@ journal_prune(struct journal *j, int64_t now_ms, int64_t *deleted,
 			journal_cause(cause, j->db, "journal prune bind");
 			goto out;
 		}
-		journal_wlock(j);
 		rc = sqlite3_step(j->prune);
-		journal_wunlock(j);
 		if (rc != SQLITE_DONE) {
 			journal_cause(cause, j->db, "journal prune");
 			goto out;

@@ -2,10 +2,8 @@
  * journal.h: the SQLite journal (WAL), the single source of truth. Every
  * stage of the pipeline is a state transition of one row:
  *   received -> checked -> published, or quarantined.
- * Each write connection belongs to one thread: the primary to the main
- * thread, a peer (journal_open_peer) to the publisher thread. The journal
- * runs WAL checkpoints and fsyncs on its own threads so they never stall
- * the event loop.
+ * Main thread owns the write connection; the journal runs WAL checkpoints
+ * on its own thread so they never stall the event loop.
  */
 #ifndef PAYHOOK_JOURNAL_H
 #define PAYHOOK_JOURNAL_H
@@ -62,13 +60,6 @@ struct journal;
 
 /* Open (create, migrate) dir/journal.db. NULL and *cause on failure. */
 struct journal *journal_open(const struct journal_config *, char **cause);
-/*
- * A second write connection to the primary's journal for another thread
- * (the publisher): same settings, the primary's syncer and checkpointer,
- * and one writer mutex shared by both, so neither meets SQLite's lock.
- * Free it (journal_free) before the primary.
- */
-struct journal *journal_open_peer(struct journal *primary, char **cause);
 /* Stop the checkpointer, checkpoint, close. NULL is a no-op. */
 void	journal_free(struct journal *);
 const char *journal_path(const struct journal *);
@@ -82,9 +73,6 @@ int	journal_schema_version(void);
  * failure call journal_rollback(). All return 0/-1 with *cause.
  */
 int	journal_begin(struct journal *, char **cause);
-/* journal_begin that never waits for another writer of this process (the
- * publisher's peer connection): busy (journal_was_busy) instead. */
-int	journal_begin_nowait(struct journal *, char **cause);
 enum journal_put_result journal_put(struct journal *,
 	    const struct journal_entry *, char **cause);
 int	journal_commit(struct journal *, char **cause);
@@ -113,12 +101,8 @@ uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);
 
-/* Non-zero when the last journal_begin() failed only because another
- * writer held the journal, so it is worth retrying soon: JOURNAL_BUSY_LOCK
- * for SQLite's lock (a checkpoint, an operator's tool), JOURNAL_BUSY_WRITER
- * for this process's other connection (journal_begin_nowait). */
-#define JOURNAL_BUSY_LOCK	1
-#define JOURNAL_BUSY_WRITER	2
+/* 1 when the last journal_begin() failed only because another connection
+ * (a checkpoint, an operator's tool) held the lock: worth retrying soon. */
 int	journal_was_busy(const struct journal *);
 /* 1 while a transaction is open. */
 int	journal_in_transaction(const struct journal *);

@@ -5,8 +5,7 @@
  * connection's WAL hook nudges it; past a size it forces a RESTART so the
  * WAL starts over. It never blocks the writer for longer than about
  * JOURNAL_RESTART_BUSY_MS plus a small copy, and never touches the write
- * connection. The WAL hook itself runs on the thread of the connection
- * that committed (the main thread, or the publisher's peer connection).
+ * connection. The WAL hook itself runs on the main thread.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -39,14 +38,10 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 {
 	int rc, n = 0, copied = 0;
 
-	/* Writers of this process wait on the mutex, not in SQLite's busy
-	 * handler (which sleeps in steps of milliseconds). */
-	pthread_mutex_lock(&j->wmutex);
 	sqlite3_busy_timeout(j->ckpt_db, JOURNAL_RESTART_BUSY_MS);
 	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
 	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
 	sqlite3_busy_timeout(j->ckpt_db, 0);
-	pthread_mutex_unlock(&j->wmutex);
 	if (rc == SQLITE_OK) {
 		atomic_fetch_add(&j->restarts, 1);
 		log_debug("journal_wal_restart", "wal_frames=%d", nlog);
@@ -160,18 +155,16 @@ int
 journal_wal_hook_cb(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct journal *j = arg;
-	struct journal *o = j->owner != NULL ? j->owner : j;
 
-	/* j: this connection's nudge bookkeeping; o: the checkpointer. */
-	atomic_store(&o->wal_dirty, 1);
+	atomic_store(&j->wal_dirty, 1);
 	if (frames < j->nudge_base)	/* the WAL was restarted */
 		j->nudge_base = 0;
 	if (frames - j->nudge_base >= j->nudge_frames) {
 		j->nudge_base = frames;
-		pthread_mutex_lock(&o->lock);
-		o->nudged = 1;
-		pthread_cond_signal(&o->cond);
-		pthread_mutex_unlock(&o->lock);
+		pthread_mutex_lock(&j->lock);
+		j->nudged = 1;
+		pthread_cond_signal(&j->cond);
+		pthread_mutex_unlock(&j->lock);
 	}
 	return SQLITE_OK;
 }

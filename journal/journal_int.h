@@ -20,8 +20,7 @@ struct journal {
 	int64_t		 retention_ms;
 	int		 checkpoint_ms;
 
-	struct journal	*owner;		/* a peer's primary; NULL: primary */
-	sqlite3		*db;		/* write connection, its thread */
+	sqlite3		*db;		/* write connection, main thread */
 	sqlite3_stmt	*insert;
 	sqlite3_stmt	*count;
 	sqlite3_stmt	*prune;
@@ -31,20 +30,6 @@ struct journal {
 	int		 nudge_frames;	/* WAL growth that triggers a nudge */
 	int		 nudge_base;	/* WAL frames at the last nudge */
 	int		 restart_frames; /* WAL size that forces a restart */
-	int64_t		 page_size;
-	int64_t		 size_limit;	/* PRAGMA journal_size_limit */
-	int64_t		 max_pages;	/* PRAGMA max_page_count; 0: none */
-
-	/*
-	 * One writer at a time across this process's write connections (the
-	 * primary's mutex serves its peers): a writer waits here for the
-	 * other's short transaction instead of polling SQLite's lock with
-	 * its busy handler (which sleeps 1, 2, 5... ms). Held from BEGIN to
-	 * COMMIT or ROLLBACK; never across an fsync wait.
-	 */
-	pthread_mutex_t	 wmutex;	/* primary only */
-	atomic_int	 wwant;		/* primary: the loop waits for it */
-	int		 wlocked;	/* this connection holds it */
 
 	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
 	pthread_t	 ckpt_thread;
@@ -65,9 +50,6 @@ struct journal {
 					   returns (unless deferred) */
 };
 
-/* Take or release the process's writer mutex (see wmutex); idempotent. */
-void	journal_wlock(struct journal *j);
-void	journal_wunlock(struct journal *j);
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,
 	    char **cause);

@@ -136,11 +136,8 @@ journal_pipe_begin(struct journal *j, int *own, char **cause)
 		}
 		return 0;
 	}
-	journal_wlock(j);
-	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin", cause) != 0) {
-		journal_wunlock(j);
+	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin", cause) != 0)
 		return -1;
-	}
 	*own = 1;
 	return 0;
 }
@@ -152,7 +149,6 @@ journal_pipe_end(struct journal *j, int own, int ok, char **cause)
 		if (own) {
 			journal_abort_txn(j->db, "pipeline");
 			j->needs_sync = 0;
-			journal_wunlock(j);
 		} else
 			j->txn_failed = 1;
 		return -1;
@@ -162,10 +158,8 @@ journal_pipe_end(struct journal *j, int own, int ok, char **cause)
 	if (journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
 		journal_abort_txn(j->db, "pipeline commit");
 		j->needs_sync = 0;
-		journal_wunlock(j);
 		return -1;
 	}
-	journal_wunlock(j);
 	return journal_sync_after_commit(j, cause);
 }
 
@@ -586,9 +580,7 @@ journal_prune_events(struct journal *j, int64_t cutoff_ms, char **cause)
 	if ((st = journal_stmt(j, PIPE_PRUNE_EVENTS, cause)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, cutoff_ms);
-	journal_wlock(j);
 	rc = sqlite3_step(st);
-	journal_wunlock(j);
 	journal_done(st);
 	if (rc != SQLITE_DONE) {
 		journal_cause(cause, j->db, "journal prune events");

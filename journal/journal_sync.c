@@ -47,8 +47,7 @@ struct journal_syncer {
 		void		*arg;
 	}			 listeners[JOURNAL_SYNC_LISTENERS];
 	struct metric_histogram	*latency;
-	_Atomic uint64_t	 issued;	/* tickets handed out, by every
-						   write connection */
+	uint64_t		 issued;	/* main thread */
 };
 
 /* Our own descriptor of the WAL: fdatasync syncs the file whichever
@@ -234,16 +233,16 @@ journal_sync_histogram(struct journal *j, struct metric_histogram *h)
 int
 journal_commit_deferred(struct journal *j, uint64_t *ticket, char **cause)
 {
-	static _Atomic uint64_t process_ticket;
+	static uint64_t process_ticket;
 
 	j->needs_sync = 0;	/* the caller waits for the ticket instead */
 	if (journal_commit(j, cause) != 0)
 		return -1;
 	if (j->syncer == NULL) {
-		*ticket = atomic_fetch_add(&process_ticket, 1) + 1;
+		*ticket = ++process_ticket;
 		return 0;
 	}
-	*ticket = atomic_fetch_add(&j->syncer->issued, 1) + 1;
+	*ticket = ++j->syncer->issued;
 	journal_syncer_request(j, *ticket);
 	return 0;
 }
@@ -258,7 +257,7 @@ journal_sync_after_commit(struct journal *j, char **cause)
 		return 0;
 	}
 	j->needs_sync = 0;
-	ticket = atomic_fetch_add(&j->syncer->issued, 1) + 1;
+	ticket = ++j->syncer->issued;
 	journal_syncer_request(j, ticket);
 	journal_sync_wait(j, ticket);
 	if (atomic_load(&j->syncer->synced) < ticket) {

@@ -29,7 +29,6 @@
 
 #define SERVER_RETRY_AFTER	"5"
 #define SERVER_BUSY_RETRY_MS	2	/* journal locked: try again after */
-#define SERVER_WRITER_RETRY_US	250	/* the publisher is writing: sooner */
 #define SERVER_BUSY_GIVE_UP_MS	500	/* then 503 (the sender waits 3 s) */
 
 /* What a request turned into, and so what it will be answered. */
@@ -456,10 +455,7 @@ server_store_batch(struct server *s, struct server_batch *b, char **cause)
 	struct journal_entry e;
 	size_t i;
 
-	/* The loop never waits for the publisher's writes; at shutdown it
-	 * must store the last batch, so it waits its turn. */
-	if ((s->freeing ? journal_begin(s->journal, cause) :
-	    journal_begin_nowait(s->journal, cause)) != 0)
+	if (journal_begin(s->journal, cause) != 0)
 		return -1;
 	for (i = 0; i < b->n; i++) {
 		p = &b->p[i];
@@ -585,12 +581,9 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 	rc = server_store_batch(s, b, &cause);
 	if (rc != 0 && journal_was_busy(s->journal) && !s->freeing &&
 	    util_mono_ms() - b->first_ms < SERVER_BUSY_GIVE_UP_MS) {
-		/* Another connection (the publisher's, a WAL checkpoint, an
-		 * operator's tool) holds the lock for a moment: keep reading
-		 * and try again shortly, rather than 503. */
-		struct timeval tv = { 0, journal_was_busy(s->journal) ==
-		    JOURNAL_BUSY_WRITER ? SERVER_WRITER_RETRY_US :
-		    SERVER_BUSY_RETRY_MS * 1000 };
+		/* Another connection (a WAL checkpoint) holds the lock for a
+		 * moment: keep reading and try again shortly, rather than 503. */
+		struct timeval tv = { 0, SERVER_BUSY_RETRY_MS * 1000 };
 
 		free(cause);
 		metric_inc(&s->m_busy_retries);
