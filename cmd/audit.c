@@ -62,9 +62,9 @@ audit_usage(FILE *f)
 	    "Keep a tamper-evident, hash-chained log of every event in DIR "
 	    "(docs/audit.md).\n"
 	    "  --out DIR         the log directory (created 0700)\n"
-	    "  --feed EP         live feed (default tcp://127.0.0.1:5556)\n"
+	    "  --feed EP         live feed (default " FOLLOW_FEED_DEFAULT ")\n"
 	    "  --replay EP       replay endpoint (default "
-	    "tcp://127.0.0.1:5557)\n"
+	    FOLLOW_REPLAY_DEFAULT ")\n"
 	    "  --curve-server-key KEY      the server's Z85 public key\n"
 	    "  --curve-secret-key-file F   our Z85 secret key (payhook "
 	    "keygen)\n"
@@ -212,18 +212,6 @@ audit_run(struct audit *a, const struct auditlog_writer_config *wc,
 	follow_free(a->f);
 	auditlog_writer_free(a->w);
 	return a->status;
-}
-
-/* A non-negative integer option; -1 after printing why. */
-static int
-audit_int_opt(const char *name, const char *arg, int64_t *out)
-{
-	if (util_parse_int64(arg, 0, INT64_MAX / 2, out) != 0) {
-		fprintf(stderr, "payhook audit: %s needs a non-negative "
-		    "number\n", name);
-		return -1;
-	}
-	return 0;
 }
 
 /* --- audit verify ------------------------------------------------------ */
@@ -630,8 +618,8 @@ cmd_audit(int argc, char **argv)
 	wc.fsync_ms = AUDIT_FSYNC_MS;
 	a.anchor_ms = AUDIT_ANCHOR_MS;
 	fc.name = "payhook audit";
-	fc.feed_ep = "tcp://127.0.0.1:5556";
-	fc.replay_ep = "tcp://127.0.0.1:5557";
+	fc.feed_ep = FOLLOW_FEED_DEFAULT;
+	fc.replay_ep = FOLLOW_REPLAY_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		target = NULL;
 		switch (ch) {
@@ -682,7 +670,8 @@ cmd_audit(int argc, char **argv)
 			return 2;
 		}
 		if (target != NULL &&
-		    audit_int_opt(opts[li].name, optarg, target) != 0)
+		    follow_int_opt("payhook audit", opts[li].name, optarg,
+	    target) != 0)
 			return 2;
 	}
 	if (optind != argc || wc.dir == NULL) {

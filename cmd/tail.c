@@ -45,9 +45,9 @@ tail_usage(FILE *f)
 	    "the live feed\n"
 	    "  --topic PREFIX    only topics starting with PREFIX "
 	    "(e.g. payment. or alert.)\n"
-	    "  --feed EP         live feed (default tcp://127.0.0.1:5556)\n"
+	    "  --feed EP         live feed (default " FOLLOW_FEED_DEFAULT ")\n"
 	    "  --replay EP       replay endpoint (default "
-	    "tcp://127.0.0.1:5557)\n"
+	    FOLLOW_REPLAY_DEFAULT ")\n"
 	    "  --curve-server-key KEY      the server's Z85 public key\n"
 	    "  --curve-secret-key-file F   our Z85 secret key (payhook "
 	    "keygen)\n"
@@ -113,21 +113,17 @@ cmd_tail(int argc, char **argv)
 	memset(&t, 0, sizeof t);
 	memset(&fc, 0, sizeof fc);
 	fc.name = "payhook tail";
-	fc.feed_ep = "tcp://127.0.0.1:5556";
-	fc.replay_ep = "tcp://127.0.0.1:5557";
+	fc.feed_ep = FOLLOW_FEED_DEFAULT;
+	fc.replay_ep = FOLLOW_REPLAY_DEFAULT;
 	fc.prefix = "";
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f':
 		case 'n':
 		case 'i':
-			if (util_parse_int64(optarg, 0, INT64_MAX / 2, &v) != 0) {
-				fprintf(stderr, "payhook tail: %s needs a "
-				    "non-negative number\n", ch == 'f' ?
-				    "--from" : ch == 'n' ? "--count" :
-				    "--idle-exit");
+			if (follow_int_opt("payhook tail", ch == 'f' ? "from" :
+			    ch == 'n' ? "count" : "idle-exit", optarg, &v) != 0)
 				return 2;
-			}
 			if (ch == 'f')
 				fc.from = v > 0 ? v : 1;
 			else if (ch == 'n')

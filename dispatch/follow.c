@@ -39,6 +39,18 @@ struct follow {
 };
 
 int
+follow_int_opt(const char *prog, const char *name, const char *arg,
+    int64_t *out)
+{
+	if (util_parse_int64(arg, 0, INT64_MAX / 2, out) != 0) {
+		fprintf(stderr, "%s: --%s needs a non-negative number\n", prog,
+		    name);
+		return -1;
+	}
+	return 0;
+}
+
+int
 follow_curve_load(struct follow_curve *c, const char *server_key,
     const char *secret_file, char **cause)
 {

@@ -44,6 +44,17 @@ struct follow_config {
 	void		*arg;
 };
 
+/* What tail and audit connect to unless told otherwise: the defaults of
+ * payhook serve's publish_endpoint and replay_endpoint. */
+#define FOLLOW_FEED_DEFAULT	"tcp://127.0.0.1:5556"
+#define FOLLOW_REPLAY_DEFAULT	"tcp://127.0.0.1:5557"
+
+/* A command's non-negative number option (tail, audit): 0, or -1 after
+ * printing "PROG: --NAME needs a non-negative number" on stderr
+ * (NAME: the long option without its dashes). */
+int	follow_int_opt(const char *prog, const char *name, const char *arg,
+	    int64_t *out);
+
 /* Fill *c from a Z85 server key and our secret key file. Returns 1 when
  * neither is given (plain), 0 when loaded, -1 + cause when wrong. */
 int	follow_curve_load(struct follow_curve *c, const char *server_key,

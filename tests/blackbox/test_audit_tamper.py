@@ -309,6 +309,21 @@ def test_usage(r, base):
     p = subprocess.run([phtest.BIN, "audit"], capture_output=True,
                        timeout=10)
     r.check("audit without --out: exit 2", p.returncode == 2, p.stderr)
+    # Number options refuse what is not a non-negative number, naming the
+    # option, before connecting anywhere (tail and audit share the parser).
+    for cmd, opt in (("audit", "--fsync-ms"), ("audit", "--anchor-ms"),
+                     ("tail", "--count"), ("tail", "--from"),
+                     ("tail", "--idle-exit")):
+        for bad in ("-1", "x", "12abc", "", "99999999999999999999"):
+            args = [phtest.BIN, cmd, opt, bad]
+            if cmd == "audit":
+                args += ["--out", empty]
+            p = subprocess.run(args, capture_output=True, timeout=10)
+            want = ("payhook %s: %s needs a non-negative number"
+                    % (cmd, opt)).encode()
+            r.check("%s %s %r: exit 2 naming the option" % (cmd, opt, bad),
+                    p.returncode == 2 and want in p.stderr,
+                    (p.returncode, p.stderr))
 
 
 def main():
