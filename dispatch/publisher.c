@@ -278,8 +278,15 @@ publisher_batch(struct publisher *p, size_t want, size_t *nread)
 		return 0;
 	}
 	pe = xcalloc(n, sizeof *pe);
-	if (journal_begin(p->journal, &cause) != 0)
+	if (journal_begin_nowait(p->journal, &cause) != 0) {
 		rc = -1;
+		if (journal_was_busy(p->journal)) {
+			/* A checkpoint holds the lock a moment: soon again. */
+			free(cause);
+			cause = NULL;
+			publisher_schedule_retry(p);
+		}
+	}
 	for (i = 0; rc == 0 && i < n; i++) {
 		if (rows[i].seq != 0)
 			continue;	/* already has its event */
@@ -365,8 +372,12 @@ publisher_mark(struct publisher *p, int64_t upto)
 		return;
 	if (journal_mark_published(p->journal, upto, util_now_ms(),
 	    &cause) != 0) {
-		log_warn("publisher_mark_failed", "upto=%lld error=\"%s\"",
-		    (long long)upto, cause);
+		if (journal_was_busy(p->journal))	/* a checkpoint, briefly */
+			log_debug("publisher_mark_busy", "upto=%lld",
+			    (long long)upto);
+		else
+			log_warn("publisher_mark_failed", "upto=%lld "
+			    "error=\"%s\"", (long long)upto, cause);
 		free(cause);
 		publisher_schedule_retry(p);
 		return;

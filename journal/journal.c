@@ -28,11 +28,9 @@
 
 #define JOURNAL_FILE		"journal.db"
 #define JOURNAL_APP_ID		0x70617968	/* "payh" */
-#define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
 #define JOURNAL_OPEN_BUSY_MS	2000	/* start-up may wait a little */
 #define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
 #define JOURNAL_WAL_NUDGE_BYTES	(4 * 1024 * 1024) /* checkpoint early */
-#define JOURNAL_WAL_LIMIT_BYTES	(4 * 1024 * 1024) /* truncate WAL on reset */
 #define JOURNAL_WAL_RESTART_BYTES (64 * 1024 * 1024) /* force a WAL reset */
 #define JOURNAL_MIN_PAGES	16	/* smallest accepted max_bytes */
 #define JOURNAL_PRUNE_BATCH	1000	/* rows per DELETE statement */
@@ -375,16 +373,23 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		*cause = xasprintf("cannot enable WAL mode (mode is %s)", mode);
 		return -1;
 	}
-	/* No commit syncs inline: with durability = full the syncer thread
-	 * (journal_sync.c) fdatasyncs the WAL for the commits that need it. */
-	sync = "NORMAL";
+	/*
+	 * This connection never syncs: with durability = full the syncer
+	 * thread (journal_sync.c) fdatasyncs the WAL for the commits that need
+	 * it, and checkpoints run (and sync) on the checkpointer's connection.
+	 * NORMAL would also fdatasync the WAL header inside the first COMMIT
+	 * after every WAL restart, on the event loop. SQLite syncs that header
+	 * so that a reordered write cannot mix a new header with old frames
+	 * (ticket ff5be73dee); here nothing is answered before the syncer's
+	 * fdatasync covers header and frames alike, and every checkpoint syncs
+	 * the WAL before it copies. journal_free() sets FULL again before its
+	 * final checkpoint on this connection.
+	 */
+	sync = "OFF";
 	xsnprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
 	if (journal_exec(j->db, sql, "synchronous", cause) != 0)
 		return -1;
-	xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d",
-	    JOURNAL_WAL_LIMIT_BYTES);
-	if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0 ||
-	    journal_query(j->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
+	if (journal_query(j->db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL,
 	    0, cause) != 0 ||
 	    journal_query(j->db, "PRAGMA page_size", &page_size, NULL, 0,
 	    cause) != 0)
@@ -404,12 +409,20 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 	nudge = restart / 16 < JOURNAL_WAL_NUDGE_BYTES ? restart / 16 :
 	    JOURNAL_WAL_NUDGE_BYTES;
 	j->restart_frames = (int)(restart / page_size);
-	if (restart < JOURNAL_WAL_LIMIT_BYTES) {
-		xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld",
-		    (long long)restart);
-		if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0)
-			return -1;
-	}
+	/*
+	 * When the WAL starts over it is overwritten in place, not cut back:
+	 * truncating it frees its blocks (a synchronous discard on a disk
+	 * mounted with -o discard, tens of ms inside COMMIT on the loop
+	 * thread), and the next lap must allocate them again (ext4 block
+	 * allocation under the inode lock the syncer's fdatasync holds) and
+	 * change the file size (metadata for every fdatasync). A WAL that
+	 * overshot the restart size (a reader pinned it) is cut back to a
+	 * quarter above it.
+	 */
+	xsnprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %lld",
+	    (long long)(restart + restart / 4));
+	if (journal_query(j->db, sql, NULL, NULL, 0, cause) != 0)
+		return -1;
 	j->nudge_frames = (int)(nudge / page_size) > 0 ?
 	    (int)(nudge / page_size) : 1;
 	if (cfg->max_bytes > 0) {
@@ -503,6 +516,7 @@ fail:
 void
 journal_free(struct journal *j)
 {
+	char *why = NULL;
 	int rc;
 
 	if (j == NULL)
@@ -522,6 +536,12 @@ journal_free(struct journal *j)
 		    "error=\"%s\"", sqlite3_errmsg(j->ckpt_db));
 	if (j->db != NULL) {
 		if (j->ckpt_started) {
+			if (journal_exec(j->db, "PRAGMA synchronous = FULL",
+			    "final checkpoint", &why) != 0) {
+				log_warn("journal_final_checkpoint", "error=\"%s\"",
+				    why);
+				free(why);
+			}
 			rc = sqlite3_wal_checkpoint_v2(j->db, NULL,
 			    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 			if (rc == SQLITE_OK)
@@ -567,6 +587,22 @@ journal_begin(struct journal *j, char **cause)
 	j->in_txn = 1;
 	j->txn_failed = 0;
 	return 0;
+}
+
+/*
+ * The group commit's BEGIN never waits: while the checkpointer's RESTART
+ * holds the write lock (a few ms, its fsync included) the receiver retries
+ * on a timer and the loop goes on reading and answering.
+ */
+int
+journal_begin_nowait(struct journal *j, char **cause)
+{
+	int rc;
+
+	sqlite3_busy_timeout(j->db, 0);
+	rc = journal_begin(j, cause);
+	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	return rc;
 }
 
 int

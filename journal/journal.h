@@ -101,8 +101,12 @@ uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);
 
-/* 1 when the last journal_begin() failed only because another connection
- * (a checkpoint, an operator's tool) held the lock: worth retrying soon. */
+/* journal_begin() that fails at once (busy) instead of waiting for a lock
+ * held by another connection: for the event loop's group commit. */
+int	journal_begin_nowait(struct journal *, char **cause);
+/* 1 when the last journal_begin() (or journal_mark_published()) failed only
+ * because another connection (a checkpoint, an operator's tool) held the
+ * lock: worth retrying soon. */
 int	journal_was_busy(const struct journal *);
 /* 1 while a transaction is open. */
 int	journal_in_transaction(const struct journal *);

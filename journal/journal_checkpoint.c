@@ -29,9 +29,9 @@
  * over and grows without bound (tens of GB in a soak). Past a size, a
  * RESTART checkpoint copies the little left after the PASSIVE pass while
  * holding writers off (at most about JOURNAL_RESTART_BUSY_MS plus the copy)
- * so the next commit starts the WAL from the beginning; the writer then
- * truncates it to JOURNAL_WAL_LIMIT_BYTES. If readers keep it busy, the next
- * round tries again.
+ * so the next commit starts the WAL from the beginning, overwriting it in
+ * place (journal_size_limit only cuts back a WAL a reader let overshoot).
+ * If readers keep it busy, the next round tries again.
  */
 static void
 journal_checkpoint_restart(struct journal *j, int nlog)

@@ -15,6 +15,8 @@
 struct journal_pipe;
 struct journal_syncer;
 
+#define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
+
 struct journal {
 	char		*path;
 	int64_t		 retention_ms;

@@ -136,8 +136,14 @@ journal_pipe_begin(struct journal *j, int *own, char **cause)
 		}
 		return 0;
 	}
-	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin", cause) != 0)
+	j->busy = 0;
+	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
+	    cause) != 0) {
+		int rc = sqlite3_extended_errcode(j->db) & 0xff;
+
+		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
 		return -1;
+	}
 	*own = 1;
 	return 0;
 }
@@ -544,7 +550,11 @@ journal_mark_published(struct journal *j, int64_t upto_seq, int64_t now_ms,
 
 	if ((events = journal_stmt(j, PIPE_MARK_EVENTS, cause)) == NULL)
 		return -1;
-	if (journal_pipe_begin(j, &own, cause) != 0)
+	/* Never waits: marks are retried later (journal_was_busy). */
+	sqlite3_busy_timeout(j->db, 0);
+	ok = journal_pipe_begin(j, &own, cause) == 0;
+	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	if (!ok)
 		return -1;
 	sqlite3_bind_int64(events, 1, now_ms);
 	sqlite3_bind_int64(events, 2, upto_seq);
