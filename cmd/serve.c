@@ -291,6 +291,7 @@ static void
 serve_start(struct serve *sv)
 {
 	struct journal_config jc;
+	struct server_store_hooks hooks;
 	char *cause = NULL;
 	struct timeval tv = { 60, 0 };
 
@@ -327,6 +328,8 @@ serve_start(struct serve *sv)
 		fatalx(2, "config: api_base_url = \"%s\": %s",
 		    sv->cfg->api_base_url, cause);
 	server_set_commit_cb(sv->server, serve_committed_cb, sv);
+	publisher_store_hooks(sv->publisher, &hooks);
+	server_set_store_hooks(sv->server, &hooks);
 	admin_add_check(sv->admin, "journal", serve_check_journal, sv);
 	admin_add_check(sv->admin, "signing_secret", serve_check_secrets, sv);
 	admin_add_check(sv->admin, "bus", publisher_ready, sv->publisher);

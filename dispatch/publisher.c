@@ -27,6 +27,7 @@
 #include "dispatch/normalise.h"
 #include "dispatch/publisher.h"
 #include "journal/journal.h"
+#include "receiver/server.h"
 
 #define PUBLISHER_BATCH		128	/* rows or events per journal read */
 #define PUBLISHER_PUMP_MAX	128	/* rows per callback, then yield: the
@@ -58,6 +59,8 @@ struct publisher {
 	int			 listening;	/* a journal sync listener */
 	int			 blocked;	/* pipe full until next sent */
 	int			 broken;	/* seq invariant broken: stop */
+	int			 fusing;	/* in a group commit (store hooks) */
+	int64_t			 fuse_next;	/* the seq its next event gets */
 	struct bus_metrics	 m;
 };
 
@@ -629,6 +632,125 @@ const char *
 publisher_replay_endpoint(const struct publisher *p)
 {
 	return bus_replay_endpoint(p->bus);
+}
+
+/* ---- events decided at the door --------------------------------------- */
+
+/*
+ * A webhook quarantined at the door, or stored with cross_check = off, has
+ * its verdict already: its event is normalised and stored with it in the
+ * receiver's group commit (server_store_hooks) instead of in a later
+ * transaction of its own. The row is then written once and never read
+ * back, and the event shares the batch's fsync; it is handed to the bus
+ * once that is durable, like any other (publisher_backlog).
+ */
+static int
+publisher_store_begin(void *arg, char **cause)
+{
+	struct publisher *p = arg;
+	int64_t head;
+
+	p->fusing = 0;
+	if (p->broken)
+		return 0;	/* rows wait as 'checked', as before */
+	/* Inside the batch's write transaction: nobody else can assign. */
+	if (journal_head_seq(p->journal, &head, NULL, cause) != 0)
+		return -1;
+	p->fuse_next = head + 1;
+	p->fusing = 1;
+	return 0;
+}
+
+/* A journal_row view of an entry, for the normaliser. */
+static void
+publisher_entry_row(const struct journal_entry *e, struct journal_row *row)
+{
+	memset(row, 0, sizeof *row);
+	row->state = e->quarantine_reason != NULL ? JOURNAL_QUARANTINED :
+	    JOURNAL_PUBLISHED;
+	xsnprintf(row->message_id, sizeof row->message_id, "%s",
+	    e->message_id);
+	if (e->event_type != NULL)
+		xsnprintf(row->event_type, sizeof row->event_type, "%s",
+		    e->event_type);
+	if (e->resource_id != NULL)
+		xsnprintf(row->resource_id, sizeof row->resource_id, "%s",
+		    e->resource_id);
+	row->occurred_ms = e->occurred_ms;
+	row->received_ms = e->received_ms;
+	row->secret_index = e->secret_index;
+	row->body = (char *)(uintptr_t)e->body;
+	row->body_len = e->body_len;
+	row->quarantine_reason = (char *)(uintptr_t)e->quarantine_reason;
+	if (e->verdict != NULL)
+		xsnprintf(row->verdict, sizeof row->verdict, "%s", e->verdict);
+	row->checked_ms = e->verdict != NULL ? e->received_ms : 0;
+}
+
+static int
+publisher_store_put(void *arg, const struct journal_entry *e, char **cause)
+{
+	struct publisher *p = arg;
+	struct journal_entry fe;
+	struct journal_row row;
+	struct normalise_opts o;
+	char topic[NORMALISE_TOPIC_MAX], *json = NULL, *why = NULL;
+	size_t len;
+	int later = 0, r;
+
+	if (!p->fusing || (e->verdict == NULL && e->quarantine_reason == NULL))
+		return (int)journal_put(p->journal, e, cause);
+	publisher_entry_row(e, &row);
+	if (row.state != JOURNAL_QUARANTINED && row.resource_id[0] != '\0' &&
+	    row.occurred_ms > 0 && journal_later_event_exists(p->journal,
+	    row.resource_id, row.occurred_ms, &later, cause) != 0)
+		return JOURNAL_PUT_ERROR;
+	memset(&o, 0, sizeof o);
+	o.seq = p->fuse_next;
+	o.include_pii = p->include_pii;
+	o.out_of_order = later;
+	if (normalise_row(&row, &o, topic, &json, &len, &why) != 0) {
+		/* Stored plainly: the publish stage tries (and reports) it. */
+		log_warn("publisher_fuse_failed", "event_id=%s error=\"%s\"",
+		    row.message_id, why);
+		free(why);
+		return (int)journal_put(p->journal, e, cause);
+	}
+	fe = *e;
+	fe.seq = p->fuse_next;
+	fe.published_ms = util_now_ms();
+	r = (int)journal_put_event(p->journal, &fe, topic, json, len, cause);
+	free(json);
+	if (r == JOURNAL_PUT_NEW) {
+		p->fuse_next++;
+		log_debug("event_assigned", "seq=%lld topic=%s",
+		    (long long)fe.seq, topic);
+	}
+	return r;
+}
+
+static void
+publisher_store_end(void *arg, int committed, uint64_t ticket)
+{
+	struct publisher *p = arg;
+
+	if (!p->fusing)
+		return;
+	p->fusing = 0;
+	if (!committed || p->fuse_next - 1 <= p->assigned)
+		return;		/* rolled back: no seq was assigned */
+	p->assigned = p->fuse_next - 1;
+	publisher_note_ticket(p, ticket, p->assigned);
+}
+
+void
+publisher_store_hooks(struct publisher *p, struct server_store_hooks *h)
+{
+	memset(h, 0, sizeof *h);
+	h->begin = publisher_store_begin;
+	h->put = publisher_store_put;
+	h->end = publisher_store_end;
+	h->arg = p;
 }
 
 /* ---- CURVE key files (main thread, at start-up) ---------------------- */

@@ -22,6 +22,10 @@ struct publisher *publisher_new(struct event_base *, const struct config *,
 	    struct journal *, char **cause);
 /* Stop the bus thread (linger bounded) and free. NULL: no-op. */
 void	publisher_free(struct publisher *);
+/* Store hooks for the receiver's group commit (server.h): a webhook whose
+ * verdict is known at the door gets its event in the same transaction. */
+struct server_store_hooks;
+void	publisher_store_hooks(struct publisher *, struct server_store_hooks *);
 /* Rows became checked: publish what is ready. */
 void	publisher_wake(struct publisher *);
 /* For /readyz: 0 with a reason when the bus is not running. */

@@ -100,8 +100,8 @@ static const char *journal_state_names[JOURNAL_NSTATES] = {
 static const char journal_insert_sql[] =
 	"INSERT INTO webhooks (message_id, state, event_type, resource_id,"
 	" occurred_ms, received_ms, secret_index, body, quarantine_reason,"
-	" verdict, checked_ms)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+	" verdict, checked_ms, seq, published_ms)"
+	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
 	" ON CONFLICT (message_id) DO NOTHING";
 
 /* Repeating the partial indexes' WHERE lets the planner use them; the total
@@ -618,6 +618,7 @@ journal_bind_entry(sqlite3_stmt *st, const struct journal_entry *e)
 	int rc;
 
 	state = e->quarantine_reason != NULL ? "quarantined" :
+	    e->verdict != NULL && e->seq != 0 ? "published" :
 	    e->verdict != NULL ? "checked" : "received";
 	if (sqlite3_bind_text(st, 1, e->message_id, -1, SQLITE_STATIC) ||
 	    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC) ||
@@ -630,6 +631,9 @@ journal_bind_entry(sqlite3_stmt *st, const struct journal_entry *e)
 		return -1;
 	if (e->verdict != NULL &&
 	    sqlite3_bind_int64(st, 11, e->received_ms) != SQLITE_OK)
+		return -1;
+	if (e->seq != 0 && (sqlite3_bind_int64(st, 12, e->seq) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 13, e->published_ms) != SQLITE_OK))
 		return -1;
 	if (e->occurred_ms != 0)
 		rc = sqlite3_bind_int64(st, 5, e->occurred_ms);

@@ -48,6 +48,12 @@ struct journal_entry {
 	const char	*quarantine_reason; /* non-NULL: state quarantined */
 	const char	*verdict;	/* non-NULL: stored already 'checked'
 					   with this verdict (cross_check off) */
+	int64_t		 seq;		/* non-zero: its event is stored in the
+					   same transaction under this seq
+					   (journal_put_event); the row is
+					   then already 'published' (or stays
+					   'quarantined') */
+	int64_t		 published_ms;	/* with seq: when it was assigned */
 };
 
 enum journal_put_result {
@@ -211,10 +217,21 @@ int	journal_later_event_exists(struct journal *, const char *resource_id,
 int	journal_add_event(struct journal *, int64_t row_id, const char *topic,
 	    const char *json, size_t len, int64_t now_ms, int64_t *seq,
 	    char **cause);
+/*
+ * journal_put() of an entry whose event is already decided (e->seq set, the
+ * next seq): the webhook row is stored with its seq, and the event row
+ * (topic + JSON, which must carry that seq) beside it, in the caller's
+ * transaction. A duplicate stores nothing. A seq other than e->seq fails
+ * (JOURNAL_PUT_ERROR): roll back. Main thread.
+ */
+enum journal_put_result journal_put_event(struct journal *,
+	    const struct journal_entry *, const char *topic, const char *json,
+	    size_t len, char **cause);
 /* Events assigned but not yet confirmed sent with seq > after, in order. */
 int	journal_unsent_events(struct journal *, int64_t after, size_t max,
 	    struct journal_event **events, size_t *n, char **cause);
-/* Events up to seq were sent on the live feed: mark them. */
+/* Events up to seq were sent on the live feed: mark them. Never waits for
+ * another connection's lock (then -1 with journal_was_busy()). */
 int	journal_mark_published(struct journal *, int64_t upto_seq,
 	    int64_t now_ms, char **cause);
 /* Highest seq assigned (0 if none); highest seq marked published. */

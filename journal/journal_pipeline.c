@@ -461,17 +461,15 @@ journal_later_event_exists(struct journal *j, const char *resource_id,
 	return 0;
 }
 
-int
-journal_add_event(struct journal *j, int64_t row_id, const char *topic,
+/* The event row; *seq gets its seq. Inside the caller's transaction. */
+static int
+journal_insert_event(struct journal *j, int64_t row_id, const char *topic,
     const char *json, size_t len, int64_t now_ms, int64_t *seq, char **cause)
 {
-	sqlite3_stmt *ins, *set;
-	int own, ok;
+	sqlite3_stmt *ins;
+	int ok;
 
-	if ((ins = journal_stmt(j, PIPE_ADD_EVENT, cause)) == NULL ||
-	    (set = journal_stmt(j, PIPE_SET_SEQ, cause)) == NULL)
-		return -1;
-	if (journal_pipe_begin(j, &own, cause) != 0)
+	if ((ins = journal_stmt(j, PIPE_ADD_EVENT, cause)) == NULL)
 		return -1;
 	sqlite3_bind_int64(ins, 1, row_id);
 	sqlite3_bind_text(ins, 2, topic, -1, SQLITE_STATIC);
@@ -481,11 +479,28 @@ journal_add_event(struct journal *j, int64_t row_id, const char *topic,
 	journal_done(ins);
 	if (!ok) {
 		journal_cause(cause, j->db, "journal add event");
-		return journal_pipe_end(j, own, 0, cause);
+		return -1;
 	}
 	*seq = sqlite3_last_insert_rowid(j->db);
 	/* A seq must be durable before anyone sees it: never reused. */
 	j->needs_sync = 1;
+	return 0;
+}
+
+int
+journal_add_event(struct journal *j, int64_t row_id, const char *topic,
+    const char *json, size_t len, int64_t now_ms, int64_t *seq, char **cause)
+{
+	sqlite3_stmt *set;
+	int own, ok;
+
+	if ((set = journal_stmt(j, PIPE_SET_SEQ, cause)) == NULL)
+		return -1;
+	if (journal_pipe_begin(j, &own, cause) != 0)
+		return -1;
+	if (journal_insert_event(j, row_id, topic, json, len, now_ms, seq,
+	    cause) != 0)
+		return journal_pipe_end(j, own, 0, cause);
 	sqlite3_bind_int64(set, 1, row_id);
 	sqlite3_bind_int64(set, 2, *seq);
 	sqlite3_bind_int64(set, 3, now_ms);
@@ -499,6 +514,36 @@ journal_add_event(struct journal *j, int64_t row_id, const char *topic,
 	}
 	journal_done(set);
 	return journal_pipe_end(j, own, ok, cause);
+}
+
+enum journal_put_result
+journal_put_event(struct journal *j, const struct journal_entry *e,
+    const char *topic, const char *json, size_t len, char **cause)
+{
+	enum journal_put_result r;
+	int64_t seq = 0;
+
+	if (e->seq <= 0) {
+		*cause = xasprintf("journal put event: no seq");
+		j->txn_failed = j->in_txn;
+		return JOURNAL_PUT_ERROR;
+	}
+	if ((r = journal_put(j, e, cause)) != JOURNAL_PUT_NEW)
+		return r;
+	if (journal_insert_event(j, sqlite3_last_insert_rowid(j->db), topic,
+	    json, len, e->published_ms, &seq, cause) != 0)
+		goto fail;
+	if (seq != e->seq) {
+		/* The row and the JSON carry e->seq: never store it under
+		 * another. The caller rolls back and reads the head again. */
+		*cause = xasprintf("journal put event: seq %lld was assigned, "
+		    "%lld expected", (long long)seq, (long long)e->seq);
+		goto fail;
+	}
+	return JOURNAL_PUT_NEW;
+fail:
+	j->txn_failed = j->in_txn;
+	return JOURNAL_PUT_ERROR;
 }
 
 int

@@ -91,6 +91,7 @@ struct server {
 	int			 journal_ok;
 	server_commit_fn	 commit_cb;
 	void			*commit_arg;
+	struct server_store_hooks hooks;	/* put NULL: journal_put */
 
 	struct event		*sync_ev;
 	struct server_batch	*open;		/* filling in this loop pass */
@@ -451,12 +452,16 @@ server_answer(struct server *s, const struct server_pending *p)
 static int
 server_store_batch(struct server *s, struct server_batch *b, char **cause)
 {
+	const struct server_store_hooks *h = &s->hooks;
 	struct server_pending *p;
 	struct journal_entry e;
 	size_t i;
+	int r;
 
-	if (journal_begin(s->journal, cause) != 0)
+	if (journal_begin_nowait(s->journal, cause) != 0)
 		return -1;
+	if (h->begin != NULL && h->begin(h->arg, cause) != 0)
+		goto fail;
 	for (i = 0; i < b->n; i++) {
 		p = &b->p[i];
 		memset(&e, 0, sizeof e);
@@ -475,22 +480,28 @@ server_store_batch(struct server *s, struct server_batch *b, char **cause)
 			if (!s->cfg->cross_check)
 				e.verdict = "skipped";
 		}
-		switch (journal_put(s->journal, &e, cause)) {
+		r = h->put != NULL ? h->put(h->arg, &e, cause) :
+		    (int)journal_put(s->journal, &e, cause);
+		switch (r) {
 		case JOURNAL_PUT_NEW:
 			break;
 		case JOURNAL_PUT_DUPLICATE:
 			p->outcome = SERVER_DUPLICATE;
 			break;
-		case JOURNAL_PUT_ERROR:
-			journal_rollback(s->journal);
-			return -1;
+		default:
+			goto fail;
 		}
 	}
-	if (journal_commit_deferred(s->journal, &b->ticket, cause) != 0) {
-		journal_rollback(s->journal);
-		return -1;
-	}
+	if (journal_commit_deferred(s->journal, &b->ticket, cause) != 0)
+		goto fail;
+	if (h->end != NULL)
+		h->end(h->arg, 1, b->ticket);
 	return 0;
+fail:
+	journal_rollback(s->journal);
+	if (h->end != NULL)
+		h->end(h->arg, 0, 0);
+	return -1;
 }
 
 /* Answer every webhook of b and recycle it; returns the new rows. */
@@ -763,6 +774,15 @@ server_set_commit_cb(struct server *s, server_commit_fn fn, void *arg)
 {
 	s->commit_cb = fn;
 	s->commit_arg = arg;
+}
+
+void
+server_set_store_hooks(struct server *s, const struct server_store_hooks *h)
+{
+	if (h != NULL)
+		s->hooks = *h;
+	else
+		memset(&s->hooks, 0, sizeof s->hooks);
 }
 
 const char *

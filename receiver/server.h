@@ -18,6 +18,21 @@ struct server;
 /* Called after a commit that stored new rows (the pipeline's wake-up). */
 typedef void (*server_commit_fn)(void *arg, int new_rows);
 
+/*
+ * How a group commit stores its webhooks, when something other than a
+ * plain journal_put() should (the publisher stores the event of a webhook
+ * whose verdict is known at the door in the same transaction). begin runs
+ * after BEGIN, put instead of journal_put() for each webhook, end after
+ * the COMMIT (committed, with its sync ticket) or the rollback.
+ */
+struct journal_entry;
+struct server_store_hooks {
+	int	(*begin)(void *arg, char **cause);
+	int	(*put)(void *arg, const struct journal_entry *, char **cause);
+	void	(*end)(void *arg, int committed, uint64_t ticket);
+	void	*arg;
+};
+
 /* Bind cfg->listen (TLS when configured) and register metrics. Nothing is
  * served before server_attach_journal() and the loop running. */
 struct server *server_new(struct event_base *, const struct config *,
@@ -25,6 +40,9 @@ struct server *server_new(struct event_base *, const struct config *,
 void	server_attach_journal(struct server *, struct journal *);
 void	server_free(struct server *);
 void	server_set_commit_cb(struct server *, server_commit_fn, void *arg);
+/* hooks is copied; NULL: plain journal_put(). */
+void	server_set_store_hooks(struct server *,
+	    const struct server_store_hooks *hooks);
 /* The bound address as "host:port" (port resolved when 0 was asked). */
 const char *server_address(const struct server *);
 /* 1 unless the last journal commit failed. */

@@ -429,6 +429,107 @@ Test(journal_pipeline, entry_with_a_verdict_is_stored_checked_and_publishable)
 	journal_free(j);
 }
 
+/* The one row of sql's answer as "a|b|c" (state checks from outside). */
+static void
+sql_row(const char *sql, char *out, size_t len)
+{
+	char path[128];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	size_t used = 0;
+	int i;
+
+	xsnprintf(path, sizeof path, "%s/journal.db", dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+	    "%s: %s", sql, sqlite3_errmsg(db));
+	cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
+	out[0] = '\0';
+	for (i = 0; i < sqlite3_column_count(st); i++) {
+		const unsigned char *t = sqlite3_column_text(st, i);
+
+		used += xsnprintf(out + used, len - used, "%s%s", i ? "|" : "",
+		    t ? (const char *)t : "NULL");
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* An entry whose event is decided at the door: row and event stored
+ * together, once; a duplicate adds nothing; a wrong seq stores nothing. */
+Test(journal_pipeline, put_event_stores_row_and_event_in_one_go)
+{
+	struct journal *j = open_j(0);
+	struct journal_entry e;
+	struct journal_event *ev;
+	struct journal_row *rows;
+	char *cause = NULL, buf[128];
+	int64_t head, pub;
+	size_t n;
+	int later = -1;
+
+	memset(&e, 0, sizeof e);
+	e.message_id = "fused1";
+	e.event_type = "card_payment_captured";
+	e.resource_id = "hu20sqlact5260q2nanm0q8u93";
+	e.occurred_ms = 5000;
+	e.received_ms = 42;
+	e.secret_index = 2;
+	e.body = "{\"x\":1}";
+	e.body_len = 7;
+	e.verdict = "skipped";
+	e.seq = 1;
+	e.published_ms = 43;
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	cr_assert_eq(journal_put_event(j, &e, "payment.captured",
+	    "{\"seq\":1}", 9, &cause), JOURNAL_PUT_NEW, "%s", cause);
+	e.seq = 2;	/* the same message again: nothing, not even seq 2 */
+	cr_assert_eq(journal_put_event(j, &e, "payment.captured",
+	    "{\"seq\":2}", 9, &cause), JOURNAL_PUT_DUPLICATE);
+	cr_assert_eq(journal_commit(j, &cause), 0);
+
+	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+	cr_expect_eq(head, 1);
+	cr_expect_eq(pub, 0, "assigned, not yet sent");
+	cr_assert_eq(journal_rows_to_publish(j, 10, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0, "the row has its event: nothing left to publish");
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_due_checks(j, INT64_MAX, 10, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0, "nothing to cross-check");
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_unsent_events(j, 0, 10, &ev, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(ev[0].seq, 1);
+	cr_expect_str_eq(ev[0].topic, "payment.captured");
+	cr_expect_str_eq(ev[0].json, "{\"seq\":1}");
+	journal_events_free(ev, n);
+	/* It counts for out-of-order detection like any published row. */
+	cr_assert_eq(journal_later_event_exists(j, e.resource_id, 4000, &later,
+	    &cause), 0);
+	cr_expect_eq(later, 1);
+
+	/* A seq that is not the next one: refused, the batch rolls back. */
+	e.message_id = "fused2";
+	e.seq = 7;
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	cr_assert_eq(journal_put_event(j, &e, "payment.captured", "{}", 2,
+	    &cause), JOURNAL_PUT_ERROR);
+	cr_expect(strstr(cause, "seq 2 was assigned, 7 expected") != NULL,
+	    "%s", cause);
+	free(cause);
+	cause = NULL;
+	journal_rollback(j);
+	cr_assert_eq(journal_head_seq(j, &head, NULL, &cause), 0);
+	cr_expect_eq(head, 1, "the refused event left nothing behind");
+	journal_free(j);
+	sql_row("SELECT count(*), min(state), min(seq), min(published_ms),"
+	    " min(verdict), min(secret_index) FROM webhooks", buf, sizeof buf);
+	cr_expect_str_eq(buf, "1|published|1|43|skipped|2");
+	sql_row("SELECT count(*), min(row_id), min(created_ms),"
+	    " count(published_ms) FROM events", buf, sizeof buf);
+	cr_expect_str_eq(buf, "1|1|43|0");
+}
+
 /* A steady stream of small commits (what the soak found): the WAL must be
  * started over regularly instead of growing without bound. */
 Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
