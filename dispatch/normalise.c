@@ -4,8 +4,10 @@
  * thread). Must never let email, cardholder name or billing address out
  * unless include_pii is on, and never card digits beyond the masked ones.
  */
-#include <stdio.h>
+#include <float.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,54 +40,164 @@ static const char *normalise_verdicts[] = {
 	"confirmed", "mismatch", "not_found", "skipped", "unverified",
 };
 
-/* cJSON only fails here on allocation failure: abort like xmalloc. */
-static cJSON *
-normalise_nz(cJSON *item)
+/*
+ * The event is written as compact JSON straight into a growing buffer, in
+ * the order the schema lists its fields; cJSON only parses the inputs. The
+ * output is what cJSON_PrintUnformatted printed for the same tree before:
+ * strings escaped the same way, numbers printed the same way.
+ */
+struct normalise_out {
+	char	*p;
+	size_t	 len, cap;
+	int	 n[16];		/* members written, per open object/array */
+	int	 depth;
+};
+
+static void
+normalise_put(struct normalise_out *w, const char *s, size_t n)
 {
-	if (item == NULL) {
-		log_error("normalise_out_of_memory", NULL);
-		abort();
+	if (w->cap - w->len < n + 1) {
+		while (w->cap - w->len < n + 1)
+			w->cap = w->cap ? w->cap * 2 : 2048;
+		w->p = xrealloc(w->p, w->cap);
 	}
-	return item;
+	memcpy(w->p + w->len, s, n);
+	w->len += n;
+	w->p[w->len] = '\0';
 }
 
 static void
-normalise_attach(cJSON *obj, const char *name, cJSON *item)
+normalise_putc(struct normalise_out *w, char c)
 {
-	if (!(name == NULL ? cJSON_AddItemToArray(obj, item) :
-	    cJSON_AddItemToObject(obj, name, item))) {
-		log_error("normalise_attach_failed", NULL);
-		abort();
+	normalise_put(w, &c, 1);
+}
+
+/* A JSON string as cJSON prints one: the six short escapes, \u00xx for
+ * other control characters, everything else (UTF-8 included) as is. */
+static void
+normalise_put_str(struct normalise_out *w, const char *s)
+{
+	const char *run = s;
+	char esc[8];
+
+	normalise_putc(w, '"');
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		normalise_put(w, run, (size_t)(s - run));
+		run = s + 1;
+		switch (c) {
+		case '"': normalise_put(w, "\\\"", 2); break;
+		case '\\': normalise_put(w, "\\\\", 2); break;
+		case '\b': normalise_put(w, "\\b", 2); break;
+		case '\f': normalise_put(w, "\\f", 2); break;
+		case '\n': normalise_put(w, "\\n", 2); break;
+		case '\r': normalise_put(w, "\\r", 2); break;
+		case '\t': normalise_put(w, "\\t", 2); break;
+		default:
+			xsnprintf(esc, sizeof esc, "\\u%04x", c);
+			normalise_put(w, esc, 6);
+		}
+	}
+	normalise_put(w, run, (size_t)(s - run));
+	normalise_putc(w, '"');
+}
+
+/* Before a member: the comma, and the name unless in an array. */
+static void
+normalise_key(struct normalise_out *w, const char *name)
+{
+	if (w->n[w->depth]++ > 0)
+		normalise_putc(w, ',');
+	if (name != NULL) {
+		normalise_put_str(w, name);
+		normalise_putc(w, ':');
 	}
 }
 
 static void
-normalise_add_int(cJSON *obj, const char *name, int64_t v)
+normalise_open(struct normalise_out *w, const char *name, char c)
+{
+	if (w->depth > 0)
+		normalise_key(w, name);
+	if (w->depth + 1 >= (int)UTIL_ARRAY_LEN(w->n)) {
+		log_error("normalise_too_deep", NULL);
+		abort();	/* the shapes below are fixed and shallow */
+	}
+	w->n[++w->depth] = 0;
+	normalise_putc(w, c);
+}
+
+static void
+normalise_close(struct normalise_out *w, char c)
+{
+	w->depth--;
+	normalise_putc(w, c);
+}
+
+static void
+normalise_add_int(struct normalise_out *w, const char *name, int64_t v)
 {
 	char buf[32];
+	int n;
 
-	xsnprintf(buf, sizeof buf, "%lld", (long long)v);
-	normalise_nz(cJSON_AddRawToObject(obj, name, buf));
+	normalise_key(w, name);
+	n = xsnprintf(buf, sizeof buf, "%lld", (long long)v);
+	normalise_put(w, buf, (size_t)n);
 }
 
 static void
-normalise_add_str(cJSON *obj, const char *name, const char *s)
+normalise_add_str(struct normalise_out *w, const char *name, const char *s)
 {
-	normalise_nz(s == NULL ? cJSON_AddNullToObject(obj, name) :
-	    cJSON_AddStringToObject(obj, name, s));
+	normalise_key(w, name);
+	if (s == NULL)
+		normalise_put(w, "null", 4);
+	else
+		normalise_put_str(w, s);
 }
 
 static void
-normalise_add_time(cJSON *obj, const char *name, int64_t ms)
+normalise_add_bool(struct normalise_out *w, const char *name, int v)
+{
+	normalise_key(w, name);
+	normalise_put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+static void
+normalise_add_time(struct normalise_out *w, const char *name, int64_t ms)
 {
 	char buf[40];
 
 	if (ms <= 0) {
-		normalise_nz(cJSON_AddNullToObject(obj, name));
+		normalise_add_str(w, name, NULL);
 		return;
 	}
 	util_format_time_ms(ms, buf, sizeof buf);
-	normalise_add_str(obj, name, buf);
+	normalise_add_str(w, name, buf);
+}
+
+/* A number as cJSON prints it: %.15g, or %.17g when that does not read
+ * back as the same double. */
+static void
+normalise_add_number(struct normalise_out *w, const char *name,
+    const cJSON *v)
+{
+	double d = v->valuedouble, back = 0;
+	char buf[40];
+	int n;
+
+	normalise_key(w, name);
+	if (isnan(d) || isinf(d))
+		n = xsnprintf(buf, sizeof buf, "null");
+	else {
+		n = xsnprintf(buf, sizeof buf, "%1.15g", d);
+		if (sscanf(buf, "%lg", &back) != 1 || fabs(back - d) >
+		    (fabs(back) > fabs(d) ? fabs(back) : fabs(d)) * DBL_EPSILON)
+			n = xsnprintf(buf, sizeof buf, "%1.17g", d);
+	}
+	normalise_put(w, buf, (size_t)n);
 }
 
 /* An integral JSON number that a double holds exactly. */
@@ -115,49 +227,54 @@ normalise_str_of(const cJSON *v)
 }
 
 static void
-normalise_copy_str(cJSON *dst, const cJSON *src, const char *name)
+normalise_copy_str(struct normalise_out *w, const cJSON *src,
+    const char *name)
 {
 	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
 	    name));
 
 	if (s != NULL)
-		normalise_add_str(dst, name, s);
+		normalise_add_str(w, name, s);
 }
 
 static void
-normalise_copy_int(cJSON *dst, const cJSON *src, const char *name)
+normalise_copy_int(struct normalise_out *w, const cJSON *src,
+    const char *name)
 {
 	int64_t v;
 
 	if (normalise_int_of(cJSON_GetObjectItemCaseSensitive(src, name),
 	    &v) == 0)
-		normalise_add_int(dst, name, v);
+		normalise_add_int(w, name, v);
 }
 
 static void
-normalise_copy_bool(cJSON *dst, const cJSON *src, const char *name)
+normalise_copy_bool(struct normalise_out *w, const cJSON *src,
+    const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, name);
 
 	if (cJSON_IsBool(v))
-		normalise_nz(cJSON_AddBoolToObject(dst, name, cJSON_IsTrue(v)));
+		normalise_add_bool(w, name, cJSON_IsTrue(v));
 }
 
 /* A timestamp re-written as RFC 3339 UTC with milliseconds. */
 static void
-normalise_copy_time(cJSON *dst, const cJSON *src, const char *name)
+normalise_copy_time(struct normalise_out *w, const cJSON *src,
+    const char *name)
 {
 	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
 	    name));
 	int64_t ms;
 
 	if (s != NULL && util_parse_time_ms(s, strlen(s), &ms) == 0)
-		normalise_add_time(dst, name, ms);
+		normalise_add_time(w, name, ms);
 }
 
 /* A calendar date "YYYY-MM-DD". */
 static void
-normalise_copy_date(cJSON *dst, const cJSON *src, const char *name)
+normalise_copy_date(struct normalise_out *w, const cJSON *src,
+    const char *name)
 {
 	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
 	    name));
@@ -172,13 +289,13 @@ normalise_copy_date(cJSON *dst, const cJSON *src, const char *name)
 		} else if (s[i] < '0' || s[i] > '9')
 			return;
 	}
-	normalise_add_str(dst, name, s);
+	normalise_add_str(w, name, s);
 }
 
 /* Masked card digits: only short all-digit strings ever leave. */
 static void
-normalise_copy_digits(cJSON *dst, const cJSON *src, const char *name,
-    size_t maxlen)
+normalise_copy_digits(struct normalise_out *w, const cJSON *src,
+    const char *name, size_t maxlen)
 {
 	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
 	    name));
@@ -190,14 +307,13 @@ normalise_copy_digits(cJSON *dst, const cJSON *src, const char *name,
 		if (s[i] < '0' || s[i] > '9')
 			return;
 	}
-	normalise_add_str(dst, name, s);
+	normalise_add_str(w, name, s);
 }
 
 static void
-normalise_card(cJSON *dst, const cJSON *src, int pii)
+normalise_card(struct normalise_out *w, const cJSON *src, int pii)
 {
 	const cJSON *addr;
-	cJSON *card, *out;
 	static const char *addr_fields[] = {
 		"line1", "line2", "postcode", "city", "country",
 	};
@@ -205,90 +321,91 @@ normalise_card(cJSON *dst, const cJSON *src, int pii)
 
 	if (!cJSON_IsObject(src))
 		return;
-	card = normalise_nz(cJSON_CreateObject());
-	normalise_copy_str(card, src, "card_brand");
-	normalise_copy_str(card, src, "card_type");
-	normalise_copy_str(card, src, "wallet_type");
-	normalise_copy_digits(card, src, "first_digits_card_number", 8);
-	normalise_copy_digits(card, src, "last_digits_card_number", 4);
+	normalise_open(w, "card_details", '{');
+	normalise_copy_str(w, src, "card_brand");
+	normalise_copy_str(w, src, "card_type");
+	normalise_copy_str(w, src, "wallet_type");
+	normalise_copy_digits(w, src, "first_digits_card_number", 8);
+	normalise_copy_digits(w, src, "last_digits_card_number", 4);
 	if (pii) {
-		normalise_copy_str(card, src, "cardholder_name");
+		normalise_copy_str(w, src, "cardholder_name");
 		addr = cJSON_GetObjectItemCaseSensitive(src, "billing_address");
 		if (cJSON_IsObject(addr)) {
-			out = normalise_nz(cJSON_AddObjectToObject(card,
-			    "billing_address"));
+			normalise_open(w, "billing_address", '{');
 			for (i = 0; i < UTIL_ARRAY_LEN(addr_fields); i++)
-				normalise_copy_str(out, addr, addr_fields[i]);
+				normalise_copy_str(w, addr, addr_fields[i]);
+			normalise_close(w, '}');
 		}
 	}
-	normalise_attach(dst, "card_details", card);
+	normalise_close(w, '}');
 }
 
 static void
-normalise_summaries(cJSON *dst, const cJSON *src)
+normalise_summaries(struct normalise_out *w, const cJSON *src)
 {
 	const cJSON *v, *tds;
-	cJSON *out;
 
 	v = cJSON_GetObjectItemCaseSensitive(src, "refund_summary");
 	if (cJSON_IsObject(v)) {
-		out = normalise_nz(cJSON_AddObjectToObject(dst,
-		    "refund_summary"));
-		normalise_copy_str(out, v, "status");
-		normalise_copy_int(out, v, "amount_available");
-		normalise_copy_int(out, v, "amount_submitted");
+		normalise_open(w, "refund_summary", '{');
+		normalise_copy_str(w, v, "status");
+		normalise_copy_int(w, v, "amount_available");
+		normalise_copy_int(w, v, "amount_submitted");
+		normalise_close(w, '}');
 	}
 	v = cJSON_GetObjectItemCaseSensitive(src, "settlement_summary");
 	if (cJSON_IsObject(v)) {
-		out = normalise_nz(cJSON_AddObjectToObject(dst,
-		    "settlement_summary"));
-		normalise_copy_time(out, v, "capture_submit_time");
-		normalise_copy_date(out, v, "captured_date");
-		normalise_copy_date(out, v, "settled_date");
+		normalise_open(w, "settlement_summary", '{');
+		normalise_copy_time(w, v, "capture_submit_time");
+		normalise_copy_date(w, v, "captured_date");
+		normalise_copy_date(w, v, "settled_date");
+		normalise_close(w, '}');
 	}
 	v = cJSON_GetObjectItemCaseSensitive(src, "authorisation_summary");
 	tds = cJSON_GetObjectItemCaseSensitive(v, "three_d_secure");
 	if (cJSON_IsObject(tds) && cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(
 	    tds, "required"))) {
-		out = normalise_nz(cJSON_AddObjectToObject(dst,
-		    "authorisation_summary"));
-		out = normalise_nz(cJSON_AddObjectToObject(out,
-		    "three_d_secure"));
-		normalise_copy_bool(out, tds, "required");
+		normalise_open(w, "authorisation_summary", '{');
+		normalise_open(w, "three_d_secure", '{');
+		normalise_copy_bool(w, tds, "required");
+		normalise_close(w, '}');
+		normalise_close(w, '}');
 	}
 }
 
 /* The service's own metadata: string, number and boolean values only. */
 static void
-normalise_metadata(cJSON *dst, const cJSON *src)
+normalise_metadata(struct normalise_out *w, const cJSON *src)
 {
 	const cJSON *md = cJSON_GetObjectItemCaseSensitive(src, "metadata");
 	const cJSON *v;
-	cJSON *out;
 
 	if (!cJSON_IsObject(md))
 		return;
-	out = normalise_nz(cJSON_AddObjectToObject(dst, "metadata"));
+	normalise_open(w, "metadata", '{');
 	cJSON_ArrayForEach(v, md) {
 		if (v->string == NULL || strlen(v->string) > 64)
 			continue;
-		if (normalise_str_of(v) != NULL || cJSON_IsBool(v) ||
-		    (cJSON_IsNumber(v) && v->valuedouble * 0 == 0))
-			normalise_attach(out, v->string,
-			    normalise_nz(cJSON_Duplicate(v, 0)));
+		if (normalise_str_of(v) != NULL)
+			normalise_add_str(w, v->string, v->valuestring);
+		else if (cJSON_IsBool(v))
+			normalise_add_bool(w, v->string, cJSON_IsTrue(v));
+		else if (cJSON_IsNumber(v) && v->valuedouble * 0 == 0)
+			normalise_add_number(w, v->string, v);
 	}
+	normalise_close(w, '}');
 }
 
 /*
  * The payment as src (the API's answer, or the webhook's resource) shows
- * it, minimised. NULL when src lacks what every event must carry.
+ * it, minimised, written into w as one object (w is empty before). 0, or
+ * -1 with nothing written when src lacks what every event must carry.
  */
-static cJSON *
-normalise_payment(const cJSON *src, int pii)
+static int
+normalise_payment(struct normalise_out *w, const cJSON *src, int pii)
 {
 	const cJSON *state, *status, *finished;
 	const char *id;
-	cJSON *p;
 	int64_t amount;
 	static const char *strs[] = {
 		"reference", "description", "language", "payment_provider",
@@ -301,7 +418,7 @@ normalise_payment(const cJSON *src, int pii)
 	size_t i;
 
 	if (!cJSON_IsObject(src))
-		return NULL;
+		return -1;
 	id = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
 	    "payment_id"));
 	state = cJSON_GetObjectItemCaseSensitive(src, "state");
@@ -310,30 +427,30 @@ normalise_payment(const cJSON *src, int pii)
 	if (id == NULL || normalise_str_of(status) == NULL ||
 	    !cJSON_IsBool(finished) || normalise_int_of(
 	    cJSON_GetObjectItemCaseSensitive(src, "amount"), &amount) != 0)
-		return NULL;
+		return -1;
 
-	p = normalise_nz(cJSON_CreateObject());
-	normalise_add_str(p, "payment_id", id);
-	normalise_add_str(p, "status", status->valuestring);
-	normalise_nz(cJSON_AddBoolToObject(p, "finished",
-	    cJSON_IsTrue(finished)));
-	normalise_copy_str(p, state, "code");
-	normalise_copy_str(p, state, "message");
-	normalise_add_int(p, "amount", amount);
+	normalise_open(w, NULL, '{');
+	normalise_add_str(w, "payment_id", id);
+	normalise_add_str(w, "status", status->valuestring);
+	normalise_add_bool(w, "finished", cJSON_IsTrue(finished));
+	normalise_copy_str(w, state, "code");
+	normalise_copy_str(w, state, "message");
+	normalise_add_int(w, "amount", amount);
 	for (i = 0; i < UTIL_ARRAY_LEN(ints); i++)
-		normalise_copy_int(p, src, ints[i]);
+		normalise_copy_int(w, src, ints[i]);
 	for (i = 0; i < UTIL_ARRAY_LEN(strs); i++)
-		normalise_copy_str(p, src, strs[i]);
-	normalise_copy_time(p, src, "created_date");
-	normalise_copy_bool(p, src, "delayed_capture");
-	normalise_copy_bool(p, src, "moto");
-	normalise_summaries(p, src);
-	normalise_card(p, cJSON_GetObjectItemCaseSensitive(src,
+		normalise_copy_str(w, src, strs[i]);
+	normalise_copy_time(w, src, "created_date");
+	normalise_copy_bool(w, src, "delayed_capture");
+	normalise_copy_bool(w, src, "moto");
+	normalise_summaries(w, src);
+	normalise_card(w, cJSON_GetObjectItemCaseSensitive(src,
 	    "card_details"), pii);
-	normalise_metadata(p, src);
+	normalise_metadata(w, src);
 	if (pii)
-		normalise_copy_str(p, src, "email");
-	return p;
+		normalise_copy_str(w, src, "email");
+	normalise_close(w, '}');
+	return 0;
 }
 
 static const char *
@@ -389,93 +506,97 @@ normalise_family(const char *topic)
 }
 
 /* mismatches: the journal's JSON array of field names, strings only. */
-static cJSON *
-normalise_mismatches(const struct journal_row *row, char *names,
-    size_t nameslen)
+static void
+normalise_mismatches(struct normalise_out *w, const struct journal_row *row,
+    char *names, size_t nameslen)
 {
-	cJSON *arr, *parsed, *v;
+	cJSON *parsed, *v;
 	size_t used = 0;
 
-	arr = normalise_nz(cJSON_CreateArray());
 	names[0] = '\0';
-	if (row->mismatches == NULL ||
-	    (parsed = cJSON_Parse(row->mismatches)) == NULL)
-		return arr;
-	cJSON_ArrayForEach(v, parsed) {
-		if (normalise_str_of(v) == NULL || strlen(v->valuestring) > 64)
-			continue;
-		normalise_attach(arr, NULL, normalise_nz(cJSON_CreateString(
-		    v->valuestring)));
-		if (used < nameslen)
-			used += (size_t)xsnprintf(names + used, nameslen - used,
-			    "%s%s", used ? ", " : "", v->valuestring);
+	normalise_open(w, "mismatches", '[');
+	if (row->mismatches != NULL &&
+	    (parsed = cJSON_Parse(row->mismatches)) != NULL) {
+		cJSON_ArrayForEach(v, parsed) {
+			if (normalise_str_of(v) == NULL ||
+			    strlen(v->valuestring) > 64)
+				continue;
+			normalise_add_str(w, NULL, v->valuestring);
+			if (used < nameslen)
+				used += (size_t)xsnprintf(names + used,
+				    nameslen - used, "%s%s", used ? ", " : "",
+				    v->valuestring);
+		}
+		cJSON_Delete(parsed);
 	}
-	cJSON_Delete(parsed);
-	return arr;
+	normalise_close(w, ']');
 }
 
 static void
-normalise_alert(cJSON *ev, const struct journal_row *row, const char *topic,
-    const char *names, const cJSON *webhook_payment)
+normalise_alert(struct normalise_out *w, const struct journal_row *row,
+    const char *topic, const char *names,
+    const struct normalise_out *webhook_payment)
 {
-	cJSON *alert;
 	char reason[NORMALISE_REASON_MAX + 64];
 
 	if (strncmp(topic, "alert.", 6) != 0)
 		return;
-	alert = normalise_nz(cJSON_AddObjectToObject(ev, "alert"));
-	normalise_add_str(alert, "kind", topic + 6);
+	normalise_open(w, "alert", '{');
+	normalise_add_str(w, "kind", topic + 6);
 	if (row->state == JOURNAL_QUARANTINED) {
 		xsnprintf(reason, sizeof reason, "%.*s", NORMALISE_REASON_MAX,
 		    row->quarantine_reason ? row->quarantine_reason :
 		    "not a valid webhook");
-		normalise_add_str(alert, "reason", reason);
-		normalise_add_int(alert, "body_bytes", (int64_t)row->body_len);
+		normalise_add_str(w, "reason", reason);
+		normalise_add_int(w, "body_bytes", (int64_t)row->body_len);
 	} else if (strcmp(topic, "alert.mismatch") == 0) {
 		xsnprintf(reason, sizeof reason, "the API disagrees with the "
 		    "webhook on: %s", names[0] ? names : "(unnamed fields)");
-		normalise_add_str(alert, "reason", reason);
-		if (webhook_payment != NULL)
-			normalise_attach(alert, "webhook_payment",
-			    normalise_nz(cJSON_Duplicate(webhook_payment, 1)));
+		normalise_add_str(w, "reason", reason);
+		if (webhook_payment != NULL) {
+			normalise_key(w, "webhook_payment");
+			normalise_put(w, webhook_payment->p,
+			    webhook_payment->len);
+		}
 	} else {
 		xsnprintf(reason, sizeof reason, "the API does not know this "
 		    "payment (HTTP %d)", row->api_status);
-		normalise_add_str(alert, "reason", reason);
+		normalise_add_str(w, "reason", reason);
 	}
+	normalise_close(w, '}');
 }
 
-/* The event's payment: the API's view when it answered, else the webhook's. */
+/* The payment views: the API's (when it answered) and the webhook's, each
+ * written as an object into its own buffer; len 0 when there is none. */
 static void
-normalise_views(const struct journal_row *row, int pii, cJSON **api_view,
-    cJSON **hook_view)
+normalise_views(const struct journal_row *row, int pii,
+    struct normalise_out *api_view, struct normalise_out *hook_view)
 {
 	cJSON *root;
 
-	*api_view = *hook_view = NULL;
 	if (row->state == JOURNAL_QUARANTINED)
 		return;
 	if (row->api_status == 200 && row->api_body != NULL &&
 	    (root = cJSON_ParseWithLength(row->api_body,
 	    row->api_body_len)) != NULL) {
-		*api_view = normalise_payment(root, pii);
+		normalise_payment(api_view, root, pii);
 		cJSON_Delete(root);
 	}
 	if (row->body != NULL && (root = cJSON_ParseWithLength(row->body,
 	    row->body_len)) != NULL) {
-		*hook_view = normalise_payment(cJSON_GetObjectItemCaseSensitive(
+		normalise_payment(hook_view, cJSON_GetObjectItemCaseSensitive(
 		    root, "resource"), pii);
 		cJSON_Delete(root);
 	}
 }
 
 /*
- * cJSON allocates every node and string separately; for the hundreds of
- * nodes of one event that was a third of the publisher's time in malloc and
- * free. While normalise_row() runs, cJSON's allocations on this thread come
- * from a bump arena that is reset afterwards (every cJSON object is created
- * and deleted inside the call). Elsewhere, and on other threads, the hooks
- * are plain malloc and free.
+ * cJSON allocates every node and string of the parsed inputs separately;
+ * that was a third of the publisher's time in malloc and free. While
+ * normalise_row() runs, cJSON's allocations on this thread come from a bump
+ * arena that is reset afterwards (every cJSON tree is parsed and deleted
+ * inside the call). Elsewhere, and on other threads, the hooks are plain
+ * malloc and free.
  */
 #define NORMALISE_ARENA_CHUNK	(64 * 1024)
 
@@ -570,56 +691,54 @@ normalise_row_json(const struct journal_row *row,
     const struct normalise_opts *o, char *topic, char **json, size_t *len,
     char **cause)
 {
-	cJSON *ev, *ver, *api_view, *hook_view, *payment;
-	char names[512], *out;
+	struct normalise_out ev, api_view, hook_view, *payment;
+	char names[512];
 	int quarantined = row->state == JOURNAL_QUARANTINED;
 
 	if (o->seq < 1) {
 		*cause = xasprintf("seq %lld is not positive", (long long)o->seq);
 		return -1;
 	}
+	memset(&ev, 0, sizeof ev);
+	memset(&api_view, 0, sizeof api_view);
+	memset(&hook_view, 0, sizeof hook_view);
 	normalise_topic(row, topic, NORMALISE_TOPIC_MAX);
 	normalise_views(row, o->include_pii, &api_view, &hook_view);
-	payment = api_view != NULL ? api_view : hook_view;
+	payment = api_view.len > 0 ? &api_view : hook_view.len > 0 ?
+	    &hook_view : NULL;
 
-	ev = normalise_nz(cJSON_CreateObject());
-	normalise_add_str(ev, "schema", NORMALISE_SCHEMA);
-	normalise_add_int(ev, "seq", o->seq);
-	normalise_add_str(ev, "topic", topic);
-	normalise_add_str(ev, "event_id", row->message_id);
-	normalise_add_str(ev, "event_type", quarantined ||
+	normalise_open(&ev, NULL, '{');
+	normalise_add_str(&ev, "schema", NORMALISE_SCHEMA);
+	normalise_add_int(&ev, "seq", o->seq);
+	normalise_add_str(&ev, "topic", topic);
+	normalise_add_str(&ev, "event_id", row->message_id);
+	normalise_add_str(&ev, "event_type", quarantined ||
 	    row->event_type[0] == '\0' ? NULL : row->event_type);
-	normalise_add_str(ev, "payment_id", quarantined ||
+	normalise_add_str(&ev, "payment_id", quarantined ||
 	    row->resource_id[0] == '\0' ? NULL : row->resource_id);
-	normalise_add_time(ev, "occurred_at", row->occurred_ms);
-	normalise_add_time(ev, "received_at", row->received_ms);
-	normalise_nz(cJSON_AddBoolToObject(ev, "out_of_order",
-	    !quarantined && o->out_of_order));
-	ver = normalise_nz(cJSON_AddObjectToObject(ev, "verification"));
-	normalise_add_str(ver, "signature", "valid");
-	normalise_add_str(ver, "cross_check", normalise_verdict(row));
-	normalise_attach(ver, "mismatches", normalise_mismatches(row, names,
-	    sizeof names));
-	normalise_add_str(ev, "payment_source", payment == NULL ? NULL :
-	    payment == api_view ? "api" : "webhook");
+	normalise_add_time(&ev, "occurred_at", row->occurred_ms);
+	normalise_add_time(&ev, "received_at", row->received_ms);
+	normalise_add_bool(&ev, "out_of_order", !quarantined &&
+	    o->out_of_order);
+	normalise_open(&ev, "verification", '{');
+	normalise_add_str(&ev, "signature", "valid");
+	normalise_add_str(&ev, "cross_check", normalise_verdict(row));
+	normalise_mismatches(&ev, row, names, sizeof names);
+	normalise_close(&ev, '}');
+	normalise_add_str(&ev, "payment_source", payment == NULL ? NULL :
+	    payment == &api_view ? "api" : "webhook");
+	normalise_key(&ev, "payment");
 	if (payment != NULL)
-		normalise_attach(ev, "payment", payment);
+		normalise_put(&ev, payment->p, payment->len);
 	else
-		normalise_nz(cJSON_AddNullToObject(ev, "payment"));
-	normalise_alert(ev, row, topic, names, payment == api_view ? hook_view :
-	    NULL);
-	if (payment != hook_view)
-		cJSON_Delete(hook_view);
-
-	out = cJSON_PrintUnformatted(ev);
-	cJSON_Delete(ev);
-	if (out == NULL) {
-		*cause = xstrdup("cannot print the event");
-		return -1;
-	}
-	*len = strlen(out);
-	*json = xstrndup(out, *len);
-	cJSON_free(out);
+		normalise_put(&ev, "null", 4);
+	normalise_alert(&ev, row, topic, names, payment == &api_view &&
+	    hook_view.len > 0 ? &hook_view : NULL);
+	normalise_close(&ev, '}');
+	free(api_view.p);
+	free(hook_view.p);
+	*json = ev.p;
+	*len = ev.len;
 	return 0;
 }
 

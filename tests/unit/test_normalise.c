@@ -347,6 +347,38 @@ Test(normalise, unknown_verdict_is_unverified_and_seq_must_be_positive)
 	cr_assert_null(out);
 }
 
+/* The event is written directly, not printed by cJSON: strings are escaped
+ * (control characters as \u00xx, UTF-8 kept) and metadata numbers printed
+ * as cJSON printed them (%.15g, %.17g when that reads back differently:
+ * past 2^53 a double is approximate anyway), and the whole is JSON. */
+Test(normalise, strings_and_numbers_are_written_as_json)
+{
+	static const char body[] =
+	    "{\"webhook_message_id\":\"aaaa\",\"event_type\":"
+	    "\"card_payment_captured\",\"resource\":{\"payment_id\":\"bbbb\","
+	    "\"amount\":5,\"state\":{\"status\":\"success\",\"finished\":true},"
+	    "\"description\":\"tab\\there \\\"quoted\\\" back\\\\slash \\u0001"
+	    " nl\\n \\u00e9\\u20ac\",\"metadata\":{\"a\\\"b\":\"x\\u001fy\","
+	    "\"f\":1.5,\"tenth\":0.1,\"big\":9007199254740993,\"neg0\":-0.0,"
+	    "\"tiny\":1e-7,\"huge\":1e300,\"pi\":3.141592653589793,"
+	    "\"yes\":true,\"obj\":{},\"nul\":null}}}";
+	char topic[NORMALISE_TOPIC_MAX];
+
+	make_row("skipped", NULL, 0);
+	row.body = (char *)body;
+	row.body_len = strlen(body);
+	build(3, 0, 0, topic);
+	cr_expect(strstr(json, "\"description\":\"tab\\there \\\"quoted\\\" "
+	    "back\\\\slash \\u0001 nl\\n \xc3\xa9\xe2\x82\xac\"") != NULL, "%s",
+	    json);
+	cr_expect(strstr(json, "\"metadata\":{\"a\\\"b\":\"x\\u001fy\","
+	    "\"f\":1.5,\"tenth\":0.1,\"big\":9.00719925474099e+15,\"neg0\":-0,"
+	    "\"tiny\":1e-07,\"huge\":1e+300,\"pi\":3.1415926535897931,"
+	    "\"yes\":true}") != NULL, "%s", json);
+	cr_expect_str_eq(str(ev, "payment", "description"), "tab\there "
+	    "\"quoted\" back\\slash \001 nl\n \xc3\xa9\xe2\x82\xac");
+}
+
 /* The cJSON arena: an event far bigger than one arena chunk (spills), and
  * cJSON used outside normalise_row afterwards (plain malloc again). */
 Test(normalise, large_events_spill_the_arena_and_cjson_still_works_after)
