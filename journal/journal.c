@@ -374,18 +374,16 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 		return -1;
 	}
 	/*
-	 * This connection never syncs: with durability = full the syncer
-	 * thread (journal_sync.c) fdatasyncs the WAL for the commits that need
-	 * it, and checkpoints run (and sync) on the checkpointer's connection.
-	 * NORMAL would also fdatasync the WAL header inside the first COMMIT
-	 * after every WAL restart, on the event loop. SQLite syncs that header
-	 * so that a reordered write cannot mix a new header with old frames
-	 * (ticket ff5be73dee); here nothing is answered before the syncer's
-	 * fdatasync covers header and frames alike, and every checkpoint syncs
-	 * the WAL before it copies. journal_free() sets FULL again before its
-	 * final checkpoint on this connection.
+	 * No commit syncs inline: with durability = full the syncer thread
+	 * (journal_sync.c) fdatasyncs the WAL for the commits that need it.
+	 * NORMAL (not OFF) keeps SQLite's sync of a new WAL header before the
+	 * first frames after a restart: without it a reordered write could
+	 * let an old header validate a prefix of old frames at recovery, and
+	 * stale pages would shadow the database (ticket ff5be73dee). The
+	 * checkpointer takes that sync on its own thread right after each
+	 * RESTART (journal_checkpoint.c), so the loop seldom pays it.
 	 */
-	sync = "OFF";
+	sync = "NORMAL";
 	xsnprintf(sql, sizeof sql, "PRAGMA synchronous = %s", sync);
 	if (journal_exec(j->db, sql, "synchronous", cause) != 0)
 		return -1;
@@ -516,7 +514,6 @@ fail:
 void
 journal_free(struct journal *j)
 {
-	char *why = NULL;
 	int rc;
 
 	if (j == NULL)
@@ -536,12 +533,6 @@ journal_free(struct journal *j)
 		    "error=\"%s\"", sqlite3_errmsg(j->ckpt_db));
 	if (j->db != NULL) {
 		if (j->ckpt_started) {
-			if (journal_exec(j->db, "PRAGMA synchronous = FULL",
-			    "final checkpoint", &why) != 0) {
-				log_warn("journal_final_checkpoint", "error=\"%s\"",
-				    why);
-				free(why);
-			}
 			rc = sqlite3_wal_checkpoint_v2(j->db, NULL,
 			    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 			if (rc == SQLITE_OK)

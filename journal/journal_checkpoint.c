@@ -32,7 +32,30 @@
  * so the next commit starts the WAL from the beginning, overwriting it in
  * place (journal_size_limit only cuts back a WAL a reader let overshoot).
  * If readers keep it busy, the next round tries again.
+ *
+ * The first commit into a restarted WAL writes its new header and fsyncs
+ * it before any frame (SQLite's guard against reordered writes). That
+ * commit is made here, at once, rewriting user_version with its own value
+ * (one page), so the fsync runs on this thread and not inside the event
+ * loop's next group commit. If the loop gets the lock first, it pays it.
  */
+static int
+journal_checkpoint_take_header(struct journal *j)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[64];
+	int version = -1;
+
+	if (sqlite3_prepare_v2(j->ckpt_db, "PRAGMA user_version", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version < 0)
+		return 0;
+	xsnprintf(sql, sizeof sql, "PRAGMA user_version = %d", version);
+	return sqlite3_exec(j->ckpt_db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
 static void
 journal_checkpoint_restart(struct journal *j, int nlog)
 {
@@ -43,8 +66,10 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
 	sqlite3_busy_timeout(j->ckpt_db, 0);
 	if (rc == SQLITE_OK) {
+		copied = journal_checkpoint_take_header(j);
 		atomic_fetch_add(&j->restarts, 1);
-		log_debug("journal_wal_restart", "wal_frames=%d", nlog);
+		log_debug("journal_wal_restart", "wal_frames=%d header=%s", nlog,
+		    copied ? "synced_here" : "left_to_the_writer");
 		return;
 	}
 	atomic_store(&j->wal_dirty, 1);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 
@@ -528,6 +529,64 @@ Test(journal_pipeline, put_event_stores_row_and_event_in_one_go)
 	sql_row("SELECT count(*), min(row_id), min(created_ms),"
 	    " count(published_ms) FROM events", buf, sizeof buf);
 	cr_expect_str_eq(buf, "1|1|43|0");
+}
+
+/* The WAL header's checkpoint sequence (bytes 12..15, big-endian): it
+ * moves each time the WAL starts over. */
+static uint32_t
+wal_header_seq(void)
+{
+	unsigned char h[16];
+	char path[128];
+	FILE *f;
+
+	xsnprintf(path, sizeof path, "%s/journal.db-wal", dir);
+	f = fopen(path, "rb");
+	cr_assert_not_null(f, "open %s", path);
+	cr_assert_eq(fread(h, 1, sizeof h, f), sizeof h);
+	fclose(f);
+	return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 |
+	    (uint32_t)h[14] << 8 | h[15];
+}
+
+/* After a RESTART checkpoint the checkpointer itself writes (and syncs) the
+ * new WAL header, so the next group commit on the event loop does not. */
+Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
+{
+	struct journal_config jc = { .dir = dir,
+	    .durability = JOURNAL_DURABILITY_FULL, .checkpoint_ms = 3600 * 1000,
+	    .wal_restart_bytes = 256 * 1024 };
+	char id[32], *cause = NULL, body[1500];
+	struct journal_entry e;
+	struct journal *j;
+	uint32_t before;
+	int64_t deadline;
+	int k;
+
+	j = journal_open(&jc, &cause);
+	cr_assert_not_null(j, "%s", cause ? cause : "");
+	memset(body, 'x', sizeof body);
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	for (k = 0; k < 300; k++) {	/* ~450 KB: past the restart size */
+		memset(&e, 0, sizeof e);
+		xsnprintf(id, sizeof id, "h%d", k);
+		e.message_id = id;
+		e.received_ms = k;
+		e.secret_index = 1;
+		e.body = body;
+		e.body_len = sizeof body;
+		cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW);
+	}
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	before = wal_header_seq();
+	/* No more commits from here: only the nudged checkpointer acts. */
+	deadline = util_mono_ms() + 10000;
+	while (journal_wal_restarts(j) == 0 && util_mono_ms() < deadline)
+		usleep(2000);
+	cr_assert_gt(journal_wal_restarts(j), 0, "no RESTART checkpoint");
+	cr_expect_gt(wal_header_seq(), before, "the WAL header was not "
+	    "rewritten by the checkpointer");
+	journal_free(j);
 }
 
 /* A steady stream of small commits (what the soak found): the WAL must be
