@@ -131,18 +131,21 @@ publisher_update_durable(struct publisher *p)
 	int i = 0;
 
 	synced = journal_synced(p->journal, &failed);
-	while (i < p->ntickets && p->tickets[i].ticket <= synced) {
-		if (p->tickets[i].ticket > failed &&
-		    p->tickets[i].upto > p->durable)
+	for (; i < p->ntickets; i++) {
+		if (p->tickets[i].ticket <= failed) {
+			/* The fsync failed: these seqs are stored but not
+			 * surely durable (a later fsync that works does not
+			 * bring back pages the kernel dropped). Sending them,
+			 * or anything after them, would risk a reused seq. */
+			log_error("publisher_fsync_failed", "upto=%lld "
+			    "action=stopped", (long long)p->tickets[i].upto);
+			p->broken = 1;
+			break;
+		}
+		if (p->tickets[i].ticket > synced)
+			break;
+		if (p->tickets[i].upto > p->durable)
 			p->durable = p->tickets[i].upto;
-		i++;
-	}
-	if (i < p->ntickets && p->tickets[i].ticket <= failed) {
-		/* The fsync failed: these seqs are stored but not surely
-		 * durable. Sending them would risk a reused seq; stop. */
-		log_error("publisher_fsync_failed", "upto=%lld action=stopped",
-		    (long long)p->tickets[i].upto);
-		p->broken = 1;
 	}
 	memmove(p->tickets, p->tickets + i, (size_t)(p->ntickets - i) *
 	    sizeof p->tickets[0]);
@@ -610,6 +613,8 @@ fail:
 void
 publisher_free(struct publisher *p)
 {
+	int i;
+
 	if (p == NULL)
 		return;
 	if (p->listening)
@@ -617,8 +622,14 @@ publisher_free(struct publisher *p)
 	if (p->bus != NULL) {
 		bus_free(p->bus);	/* sends what was handed over */
 		p->bus = NULL;
-		if (!journal_in_transaction(p->journal))
+		/* The last marks: a checkpoint may hold the lock a moment
+		 * (marks never wait on their own); else all is resent. */
+		for (i = 0; i < 100 && !journal_in_transaction(p->journal) &&
+		    p->confirmed < atomic_load(&p->sent_upto); i++) {
+			if (i > 0)
+				usleep(5000);
 			publisher_mark(p, atomic_load(&p->sent_upto));
+		}
 	}
 	if (p->ev_sent) event_free(p->ev_sent);
 	if (p->ev_pump) event_free(p->ev_pump);
