@@ -479,6 +479,7 @@ bus_new(const struct bus_config *bc, char **cause)
 	b->cb_arg = bc->cb_arg;
 	b->m = bc->metrics != NULL ? bc->metrics : &b->m_none;
 	atomic_store(&b->sent_seq, bc->head_seq);
+	b->durable_seq = bc->durable_seq;
 	xsnprintf(b->pipe_ep, sizeof b->pipe_ep, "inproc://payhook-bus-%p",
 	    (void *)b);
 

@@ -41,6 +41,9 @@ struct bus_config {
 	char	       **curve_clients;
 	size_t		 ncurve_clients;
 	int64_t		 head_seq;		/* highest seq already sent */
+	int64_t		 durable_seq;		/* seqs up to here are on disk:
+						   replay serves them, and
+						   later ones once sent */
 	int		 heartbeat_ms;		/* 0: BUS_HEARTBEAT_MS */
 	size_t		 replay_batch_max;	/* 0: BUS_REPLAY_BATCH_MAX */
 	bus_sent_fn	 sent_cb;

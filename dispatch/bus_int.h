@@ -64,6 +64,7 @@ struct bus {
 	atomic_int	 running;
 	atomic_int	 stop;
 	_Atomic int64_t	 sent_seq;
+	int64_t		 durable_seq;		/* at start (bus_config) */
 
 	/* Bus thread only. */
 	void		*feed, *replay, *zap, *pipe;

@@ -183,7 +183,7 @@ bus_replay_answer(struct bus *b, zmq_msg_t *route, size_t nroute,
 	struct bus_batch bt;
 	char *cause = NULL, head_s[24], count_s[24];
 	const char *parts[3];
-	int64_t head = 0;
+	int64_t head = 0, upto;
 	size_t i, want = max > (int64_t)b->batch_max ? b->batch_max :
 	    (size_t)max;
 	int rc = 0;
@@ -197,8 +197,15 @@ bus_replay_answer(struct bus *b, zmq_msg_t *route, size_t nroute,
 		bus_replay_error(b, route, nroute, "journal unavailable");
 		return;
 	}
-	if (journal_reader_range(b->reader, from < 1 ? 1 : from, want, prefix,
-	    bus_batch_add, &bt, &head, &cause) != 0) {
+	/* Only seqs known durable: what was on disk at start and what the
+	 * live feed has carried since (the publisher hands over nothing
+	 * before its fsync). A committed seq not yet synced could be lost in
+	 * a power cut and given again to another event. */
+	upto = atomic_load(&b->sent_seq);
+	if (upto < b->durable_seq)
+		upto = b->durable_seq;
+	if (journal_reader_range(b->reader, from < 1 ? 1 : from, upto, want,
+	    prefix, bus_batch_add, &bt, &head, &cause) != 0) {
 		log_warn("replay_read_failed", "error=\"%s\"", cause);
 		free(cause);
 		journal_reader_free(b->reader);

@@ -573,6 +573,7 @@ publisher_new(struct event_base *base, const struct config *cfg,
 	bc.replay_endpoint = cfg->replay_endpoint;
 	bc.journal_dir = cfg->state_dir;
 	bc.head_seq = published;
+	bc.durable_seq = p->assigned;	/* what survived the restart */
 	bc.sent_cb = publisher_sent_cb;
 	bc.cb_arg = p;
 	bc.metrics = &p->m;

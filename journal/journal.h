@@ -246,13 +246,16 @@ typedef int (*journal_event_fn)(void *arg, int64_t seq, const char *topic,
 struct journal_reader *journal_reader_open(const char *dir, char **cause);
 void	journal_reader_free(struct journal_reader *);
 /*
- * Call fn for each event with seq >= from whose topic starts with prefix
- * (NULL or "": all), in seq order, at most max; fn returning non-zero stops.
- * *head gets the highest seq assigned. 0/-1 with *cause.
+ * Call fn for each event with from <= seq <= upto whose topic starts with
+ * prefix (NULL or "": all), in seq order, at most max; fn returning
+ * non-zero stops. *head gets the highest seq assigned, at most upto. upto
+ * is the highest seq known durable (committed seqs may not be yet: one
+ * lost in a power cut would be given again to another event). 0/-1 with
+ * *cause.
  */
-int	journal_reader_range(struct journal_reader *, int64_t from, size_t max,
-	    const char *prefix, journal_event_fn fn, void *arg, int64_t *head,
-	    char **cause);
+int	journal_reader_range(struct journal_reader *, int64_t from,
+	    int64_t upto, size_t max, const char *prefix, journal_event_fn fn,
+	    void *arg, int64_t *head, char **cause);
 
 /* ------------------------------------------------------------------------
  * Operator access (journal/journal_admin.c), for `payhook journal`: its own

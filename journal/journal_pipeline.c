@@ -667,7 +667,7 @@ journal_reader_open(const char *dir, char **cause)
 	}
 	if (sqlite3_busy_timeout(r->db, 1000) != SQLITE_OK ||
 	    sqlite3_prepare_v3(r->db, "SELECT seq, topic, json FROM events"
-	    " WHERE seq >= ?1 AND substr(topic, 1, length(?2)) = ?2"
+	    " WHERE seq >= ?1 AND seq <= ?3 AND substr(topic, 1, length(?2)) = ?2"
 	    " ORDER BY seq", -1, SQLITE_PREPARE_PERSISTENT, &r->range, NULL) !=
 	    SQLITE_OK ||
 	    sqlite3_prepare_v3(r->db, journal_pipe_sql[PIPE_HEAD], -1,
@@ -695,9 +695,9 @@ journal_reader_free(struct journal_reader *r)
 }
 
 int
-journal_reader_range(struct journal_reader *r, int64_t from, size_t max,
-    const char *prefix, journal_event_fn fn, void *arg, int64_t *head,
-    char **cause)
+journal_reader_range(struct journal_reader *r, int64_t from, int64_t upto,
+    size_t max, const char *prefix, journal_event_fn fn, void *arg,
+    int64_t *head, char **cause)
 {
 	const unsigned char *topic;
 	const void *json;
@@ -716,7 +716,10 @@ journal_reader_range(struct journal_reader *r, int64_t from, size_t max,
 		journal_cause(cause, r->db, "replay head");
 		goto out;
 	}
+	if (*head > upto)
+		*head = upto;
 	sqlite3_bind_int64(r->range, 1, from);
+	sqlite3_bind_int64(r->range, 3, upto);
 	sqlite3_bind_text(r->range, 2, prefix != NULL ? prefix : "", -1,
 	    SQLITE_STATIC);
 	while (sent < max && (rc = sqlite3_step(r->range)) == SQLITE_ROW) {

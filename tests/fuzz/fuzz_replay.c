@@ -124,6 +124,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	bc.replay_endpoint = "tcp://127.0.0.1:*";
 	bc.journal_dir = tmpdir;
 	bc.head_seq = FZ_EVENTS;
+	bc.durable_seq = FZ_EVENTS;
 	bc.replay_batch_max = FZ_BATCH;
 	if ((bus = bus_new(&bc, &cause)) == NULL) {
 		fprintf(stderr, "fuzz_replay: bus: %s\n", cause);

@@ -336,23 +336,31 @@ Test(journal_pipeline, reader_serves_ranges_with_prefix_filter_and_head)
 	r = journal_reader_open(dir, &cause);
 	cr_assert_not_null(r, "%s", cause ? cause : "");
 	memset(&c, 0, sizeof c);
-	cr_assert_eq(journal_reader_range(r, 2, 3, NULL, collect_cb, &c, &head,
-	    &cause), 0);
+	cr_assert_eq(journal_reader_range(r, 2, INT64_MAX, 3, NULL, collect_cb,
+	    &c, &head, &cause), 0);
 	cr_expect_eq(head, 6);
 	cr_assert_eq(c.n, 3);
 	cr_expect_eq(c.seqs[0], 2);
 	cr_expect_eq(c.seqs[2], 4);
 	memset(&c, 0, sizeof c);
-	cr_assert_eq(journal_reader_range(r, 1, 100, "alert.", collect_cb, &c,
-	    &head, &cause), 0);
+	cr_assert_eq(journal_reader_range(r, 1, INT64_MAX, 100, "alert.",
+	    collect_cb, &c, &head, &cause), 0);
 	cr_assert_eq(c.n, 3);
 	cr_expect_eq(c.seqs[0], 2);
 	cr_expect_eq(c.seqs[1], 4);
 	cr_expect_eq(c.seqs[2], 6);
 	memset(&c, 0, sizeof c);
-	cr_assert_eq(journal_reader_range(r, 7, 100, NULL, collect_cb, &c,
-	    &head, &cause), 0);
+	cr_assert_eq(journal_reader_range(r, 7, INT64_MAX, 100, NULL,
+	    collect_cb, &c, &head, &cause), 0);
 	cr_expect_eq(c.n, 0);
+	/* Capped at the highest seq known durable: nothing past it, and the
+	 * head says so too. */
+	memset(&c, 0, sizeof c);
+	cr_assert_eq(journal_reader_range(r, 1, 4, 100, NULL, collect_cb, &c,
+	    &head, &cause), 0);
+	cr_expect_eq(c.n, 4);
+	cr_expect_eq(c.seqs[3], 4);
+	cr_expect_eq(head, 4);
 	journal_reader_free(r);
 	journal_free(j);
 }
