@@ -25,36 +25,74 @@ def _has_sub(st, *subs):
     return any(s in f for f in st for s in subs)
 
 
-def stages(main_tid):
+# Thread roles, told by the function each thread starts in (a sample's
+# stack may be cut short, so a thread's role is what any of its samples
+# shows).
+ROOTS = [("checkpointer", "journal_checkpoint_main"),
+         ("syncer", "journal_sync_main"),
+         ("bus", "bus_main"),
+         ("main", "cmd_serve")]
+
+
+def stages():
     return [
-        ("WAL checkpointer thread (off the loop)",
-         lambda t, st: t != main_tid),
+        ("WAL checkpointer thread", lambda r, st: r == "checkpointer"),
+        ("WAL syncer thread (fdatasync)", lambda r, st: r == "syncer"),
+        ("ZeroMQ bus thread", lambda r, st: r == "bus"),
+        ("other threads", lambda r, st: r != "main"),
         ("COMMIT: fdatasync (CPU in ext4/virtio)",
-         lambda t, st: "journal_commit" in st and
+         lambda r, st: "journal_commit" in st and
          _has_sub(st, "fdatasync", "fsync")),
         ("COMMIT: WAL frame writes (pwrite)",
-         lambda t, st: "journal_commit" in st and _has_sub(st, "pwrite")),
+         lambda r, st: "journal_commit" in st and _has_sub(st, "pwrite")),
         ("COMMIT: rest of SQLite's commit",
-         lambda t, st: "journal_commit" in st),
+         lambda r, st: "journal_commit" in st),
+        ("normalise events (parse body, write event JSON)",
+         lambda r, st: "normalise_row" in st),
+        ("event rows + out_of_order lookup",
+         lambda r, st: _has(st, "journal_insert_event",
+                            "journal_later_event_exists",
+                            "journal_head_seq")),
         ("INSERT (journal_put, journal_begin: table + indexes)",
-         lambda t, st: _has(st, "journal_put", "journal_begin")),
+         lambda r, st: _has(st, "journal_put", "journal_begin",
+                            "journal_begin_nowait")),
+        ("publisher on the loop (hand-off to the bus, sent marks)",
+         lambda r, st: _has_sub(st, "publisher_")),
         ("HMAC-SHA256 (signature_verify)",
-         lambda t, st: "signature_verify" in st),
+         lambda r, st: "signature_verify" in st),
         ("JSON parse + validation (webhook_parse)",
-         lambda t, st: "webhook_parse" in st),
+         lambda r, st: "webhook_parse" in st),
         ("writing replies to sockets (writev, loopback TCP)",
-         lambda t, st: _has(st, "__GI___writev", "do_writev", "writev",
+         lambda r, st: _has(st, "__GI___writev", "do_writev", "writev",
                             "evbuffer_write_atmost")),
         ("reading requests from sockets (readv)",
-         lambda t, st: _has(st, "__GI___readv", "do_readv", "readv",
+         lambda r, st: _has(st, "__GI___readv", "do_readv", "readv",
                             "evbuffer_read")),
         ("evhttp: HTTP parsing, headers, request objects, timers",
-         lambda t, st: _has_sub(st, "evhttp", "bufferevent", "evbuffer",
+         lambda r, st: _has_sub(st, "evhttp", "bufferevent", "evbuffer",
                                 "server_request_cb", "server_reply",
                                 "listener_")),
         ("epoll_wait and the rest of the event loop",
-         lambda t, st: _has_sub(st, "epoll", "event_base_loop")),
+         lambda r, st: _has_sub(st, "epoll", "event_base_loop")),
     ]
+
+
+def roles(samples):
+    """tid -> role; a thread with no known root is "main" when it has
+    the most samples of the unknown ones, else "other"."""
+    role = {}
+    for tid, st in samples:
+        if tid in role:
+            continue
+        for name, root in ROOTS:
+            if root in st:
+                role[tid] = name
+                break
+    if "main" not in role.values():
+        left = collections.Counter(t for t, _ in samples if t not in role)
+        if left:
+            role[left.most_common(1)[0][0]] = "main"
+    return role
 
 
 def parse(lines):
@@ -83,13 +121,14 @@ def split(lines):
     samples = parse(lines)
     if not samples:
         return 0, [], 0.0
-    main_tid = collections.Counter(t for t, _ in samples).most_common(1)[0][0]
-    table = stages(main_tid)
+    role = roles(samples)
+    table = stages()
     counts = collections.Counter()
     nmalloc = 0
     for tid, st in samples:
+        r = role.get(tid, "other")
         for name, pred in table:
-            if pred(tid, st):
+            if pred(r, st):
                 counts[name] += 1
                 break
         else:
