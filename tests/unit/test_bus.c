@@ -381,6 +381,7 @@ Test(bus, replay_serves_only_durable_seqs)
 	struct bus *b;
 	char *cause = NULL, *f[MAXF];
 	const char *req[] = { "REPLAY", "1", "10" };
+	const char *seq4 = "{\"seq\":4,\"n\":3}";
 	int64_t deadline;
 	void *d;
 	int n;
@@ -402,8 +403,8 @@ Test(bus, replay_serves_only_durable_seqs)
 	cr_assert_str_eq(f[8], "{\"seq\":3,\"n\":2}");
 	free_parts(f, n);
 	/* Seq 4 goes out on the feed: from then on replay serves it too. */
-	cr_assert_eq(bus_send(b, 4, "payment.captured", "{\"seq\":4,\"n\":3}",
-	    17), 0);
+	cr_assert_eq(bus_send(b, 4, "payment.captured", seq4, strlen(seq4)),
+	    0);
 	deadline = util_mono_ms() + 5000;
 	do {
 		n = replay(d, req, 3, f, MAXF);
