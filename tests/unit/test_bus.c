@@ -26,6 +26,7 @@
 #include "common/xmalloc.h"
 #include "dispatch/bus.h"
 #include "dispatch/publisher.h"
+#include "receiver/server.h"
 #include "journal/journal.h"
 
 #define MAXF	64
@@ -766,6 +767,98 @@ Test(bus, publisher_assigns_sends_and_marks_published)
 	cr_assert_eq(published, 44);
 	cr_assert_eq(journal_count_states(j, counts, &cause), 0);
 	cr_assert_eq(counts[JOURNAL_RECEIVED] + counts[JOURNAL_CHECKED], 0);
+	zmq_close(sub);
+	publisher_free(p);
+	journal_free(j);
+	event_base_free(base);
+	config_free(cfg);
+}
+
+/* One webhook of a group commit, its verdict known at the door. */
+static int
+store_one(const struct server_store_hooks *h, const char *id,
+    const char *quarantine)
+{
+	struct journal_entry e;
+	char *cause = NULL;
+	int r;
+
+	memset(&e, 0, sizeof e);
+	e.message_id = id;
+	e.received_ms = util_now_ms();
+	e.secret_index = 1;
+	e.body = "{}";
+	e.body_len = 2;
+	if (quarantine != NULL)
+		e.quarantine_reason = quarantine;
+	else {
+		e.event_type = "card_payment_captured";
+		e.resource_id = "hu20sqlact5260q2nanm0q8u93";
+		e.occurred_ms = util_now_ms();
+		e.verdict = "skipped";
+	}
+	r = h->put(h->arg, &e, &cause);
+	cr_assert_neq(r, JOURNAL_PUT_ERROR, "%s", cause ? cause : "");
+	return r;
+}
+
+/* The receiver's store hooks: events stored with their webhooks; a batch
+ * rolled back leaves no seq used; the next batch's events go out in order
+ * once durable, and no row is left for the publish stage. */
+Test(bus, store_hooks_fuse_roll_back_and_hand_over)
+{
+	struct config *cfg = load_config();
+	struct journal *j = open_journal();
+	struct server_store_hooks h;
+	struct journal_row *rows;
+	struct event_base *base;
+	struct publisher *p;
+	int64_t counts[JOURNAL_NSTATES], assigned, published;
+	uint64_t ticket;
+	char *cause = NULL;
+	void *sub;
+	size_t n;
+
+	cr_assert_eq(evthread_use_pthreads(), 0);
+	base = event_base_new();
+	p = publisher_new(base, cfg, j, &cause);
+	cr_assert_not_null(p, "%s", cause ? cause : "");
+	sub = client(ZMQ_SUB, publisher_feed_endpoint(p), NULL, NULL, NULL);
+	wait_heartbeat(sub);
+	publisher_store_hooks(p, &h);
+
+	/* A batch that fails after its puts: nothing stays, no seq used. */
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	cr_assert_eq(h.begin(h.arg, &cause), 0);
+	cr_assert_eq(store_one(&h, "gone-1", NULL), JOURNAL_PUT_NEW);
+	cr_assert_eq(store_one(&h, "gone-2", "body: invalid JSON"),
+	    JOURNAL_PUT_NEW);
+	journal_rollback(j);
+	h.end(h.arg, 0, 0);
+	cr_assert_eq(journal_head_seq(j, &assigned, &published, &cause), 0);
+	cr_assert_eq(assigned, 0);
+
+	/* The next batch starts again at seq 1; a duplicate takes none. */
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	cr_assert_eq(h.begin(h.arg, &cause), 0);
+	cr_assert_eq(store_one(&h, "kept-1", NULL), JOURNAL_PUT_NEW);
+	cr_assert_eq(store_one(&h, "kept-1", NULL), JOURNAL_PUT_DUPLICATE);
+	cr_assert_eq(store_one(&h, "kept-2", "body: invalid JSON"),
+	    JOURNAL_PUT_NEW);
+	cr_assert_eq(store_one(&h, "kept-3", NULL), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_commit_deferred(j, &ticket, &cause), 0);
+	h.end(h.arg, 1, ticket);
+	cr_assert_eq(journal_head_seq(j, &assigned, &published, &cause), 0);
+	cr_assert_eq(assigned, 3);
+	cr_assert_eq(journal_rows_to_publish(j, 10, &rows, &n, &cause), 0);
+	cr_expect_eq(n, 0, "every row already has its event");
+	journal_rows_free(rows, n);
+	cr_assert_eq(journal_count_states(j, counts, &cause), 0);
+	cr_expect_eq(counts[JOURNAL_RECEIVED] + counts[JOURNAL_CHECKED], 0);
+	cr_expect_eq(counts[JOURNAL_QUARANTINED], 1);
+
+	publisher_wake(p);
+	pump_until(base, sub, 1, 3);	/* payment, alert, payment: 1..3 */
 	zmq_close(sub);
 	publisher_free(p);
 	journal_free(j);
