@@ -559,25 +559,45 @@ journal_free(struct journal *j)
 
 /* IMMEDIATE takes the write lock now: contention fails here after the busy
  * timeout, before any row is bound, instead of part-way through a batch. */
+/*
+ * BEGIN IMMEDIATE on the write connection. j->busy says whether only
+ * another connection's lock stopped it; nowait fails at once then instead
+ * of waiting up to JOURNAL_BUSY_MS.
+ */
 int
-journal_begin(struct journal *j, char **cause)
+journal_begin_immediate(struct journal *j, int nowait, char **cause)
+{
+	int rc, code;
+
+	if (nowait)
+		sqlite3_busy_timeout(j->db, 0);
+	rc = journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin", cause);
+	code = sqlite3_extended_errcode(j->db) & 0xff;
+	if (nowait)
+		sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	j->busy = rc != 0 && (code == SQLITE_BUSY || code == SQLITE_LOCKED);
+	return rc;
+}
+
+static int
+journal_begin_mode(struct journal *j, int nowait, char **cause)
 {
 	if (j->in_txn) {
 		*cause = xasprintf("journal begin: a transaction is already "
 		    "open");
 		return -1;
 	}
-	j->busy = 0;
-	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
-	    cause) != 0) {
-		int rc = sqlite3_extended_errcode(j->db) & 0xff;
-
-		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+	if (journal_begin_immediate(j, nowait, cause) != 0)
 		return -1;
-	}
 	j->in_txn = 1;
 	j->txn_failed = 0;
 	return 0;
+}
+
+int
+journal_begin(struct journal *j, char **cause)
+{
+	return journal_begin_mode(j, 0, cause);
 }
 
 /*
@@ -588,12 +608,7 @@ journal_begin(struct journal *j, char **cause)
 int
 journal_begin_nowait(struct journal *j, char **cause)
 {
-	int rc;
-
-	sqlite3_busy_timeout(j->db, 0);
-	rc = journal_begin(j, cause);
-	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
-	return rc;
+	return journal_begin_mode(j, 1, cause);
 }
 
 int

@@ -59,17 +59,17 @@ journal_checkpoint_take_header(struct journal *j)
 static void
 journal_checkpoint_restart(struct journal *j, int nlog)
 {
-	int rc, n = 0, copied = 0;
+	int rc, n = 0, copied = 0, header;
 
 	sqlite3_busy_timeout(j->ckpt_db, JOURNAL_RESTART_BUSY_MS);
 	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
 	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
 	sqlite3_busy_timeout(j->ckpt_db, 0);
 	if (rc == SQLITE_OK) {
-		copied = journal_checkpoint_take_header(j);
+		header = journal_checkpoint_take_header(j);
 		atomic_fetch_add(&j->restarts, 1);
 		log_debug("journal_wal_restart", "wal_frames=%d header=%s", nlog,
-		    copied ? "synced_here" : "left_to_the_writer");
+		    header ? "synced_here" : "left_to_the_writer");
 		return;
 	}
 	atomic_store(&j->wal_dirty, 1);

@@ -53,6 +53,7 @@ struct journal {
 };
 
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
+int	journal_begin_immediate(struct journal *, int nowait, char **cause);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,
 	    char **cause);
 void	journal_abort_txn(sqlite3 *db, const char *what);

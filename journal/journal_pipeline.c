@@ -123,9 +123,10 @@ journal_pipeline_free(struct journal *j)
 	j->pipe = NULL;
 }
 
-/* Own transaction unless the caller batches inside journal_begin(). */
+/* Own transaction unless the caller batches inside journal_begin(); nowait
+ * as for journal_begin_immediate(). */
 static int
-journal_pipe_begin(struct journal *j, int *own, char **cause)
+journal_pipe_begin_mode(struct journal *j, int nowait, int *own, char **cause)
 {
 	*own = 0;
 	if (j->in_txn) {
@@ -136,16 +137,16 @@ journal_pipe_begin(struct journal *j, int *own, char **cause)
 		}
 		return 0;
 	}
-	j->busy = 0;
-	if (journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin",
-	    cause) != 0) {
-		int rc = sqlite3_extended_errcode(j->db) & 0xff;
-
-		j->busy = rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+	if (journal_begin_immediate(j, nowait, cause) != 0)
 		return -1;
-	}
 	*own = 1;
 	return 0;
+}
+
+static int
+journal_pipe_begin(struct journal *j, int *own, char **cause)
+{
+	return journal_pipe_begin_mode(j, 0, own, cause);
 }
 
 static int
@@ -596,10 +597,7 @@ journal_mark_published(struct journal *j, int64_t upto_seq, int64_t now_ms,
 	if ((events = journal_stmt(j, PIPE_MARK_EVENTS, cause)) == NULL)
 		return -1;
 	/* Never waits: marks are retried later (journal_was_busy). */
-	sqlite3_busy_timeout(j->db, 0);
-	ok = journal_pipe_begin(j, &own, cause) == 0;
-	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
-	if (!ok)
+	if (journal_pipe_begin_mode(j, 1, &own, cause) != 0)
 		return -1;
 	sqlite3_bind_int64(events, 1, now_ms);
 	sqlite3_bind_int64(events, 2, upto_seq);
