@@ -206,34 +206,48 @@ struct publisher_pending {
 	size_t		 len;
 };
 
+/*
+ * The event of row as it will be stored under seq: the out_of_order lookup
+ * (a later event for the payment already has a seq), then the normaliser.
+ * 0; -1 with *cause when the lookup failed (the journal), 1 with *cause
+ * when the row cannot be normalised.
+ */
+static int
+publisher_event_json(struct publisher *p, const struct journal_row *row,
+    int64_t seq, char *topic, char **json, size_t *len, char **cause)
+{
+	struct normalise_opts o;
+	int later = 0;
+
+	if (row->state != JOURNAL_QUARANTINED && row->resource_id[0] != '\0' &&
+	    row->occurred_ms > 0 && journal_later_event_exists(p->journal,
+	    row->resource_id, row->occurred_ms, &later, cause) != 0)
+		return -1;
+	memset(&o, 0, sizeof o);
+	o.seq = seq;
+	o.include_pii = p->include_pii;
+	o.out_of_order = later;
+	return normalise_row(row, &o, topic, json, len, cause) != 0 ? 1 : 0;
+}
+
 /* Normalise one row and assign its seq inside the open transaction. */
 static int
 publisher_row(struct publisher *p, const struct journal_row *row,
     struct publisher_pending *pe)
 {
-	struct normalise_opts o;
 	char *cause = NULL;
-	int64_t seq;
-	int later = 0;
+	int64_t seq, want = p->assigned + 1;
 
-	memset(&o, 0, sizeof o);
-	o.seq = p->assigned + 1;
-	o.include_pii = p->include_pii;
-	if (row->state != JOURNAL_QUARANTINED && row->resource_id[0] != '\0' &&
-	    row->occurred_ms > 0 && journal_later_event_exists(p->journal,
-	    row->resource_id, row->occurred_ms, &later, &cause) != 0)
-		goto fail;
-	o.out_of_order = later;
-	if (normalise_row(row, &o, pe->topic, &pe->json, &pe->len,
+	if (publisher_event_json(p, row, want, pe->topic, &pe->json, &pe->len,
 	    &cause) != 0)
 		goto fail;
 	if (journal_add_event(p->journal, row->id, pe->topic, pe->json,
 	    pe->len, util_now_ms(), &seq, &cause) != 0)
 		goto fail;
-	if (seq != o.seq) {
-		/* The JSON carries o.seq: never send it under another seq. */
+	if (seq != want) {
+		/* The JSON carries want: never send it under another seq. */
 		log_error("publisher_seq_invariant", "expected=%lld got=%lld "
-		    "event_id=%s", (long long)o.seq, (long long)seq,
+		    "event_id=%s", (long long)want, (long long)seq,
 		    row->message_id);
 		return -1;	/* rolled back; the head is read again */
 	}
@@ -733,23 +747,20 @@ publisher_store_put(void *arg, const struct journal_entry *e, char **cause)
 	struct publisher *p = arg;
 	struct journal_entry fe;
 	struct journal_row row;
-	struct normalise_opts o;
 	char topic[NORMALISE_TOPIC_MAX], *json = NULL, *why = NULL;
 	size_t len;
-	int later = 0, r;
+	int r;
 
 	if (!p->fusing || (e->verdict == NULL && e->quarantine_reason == NULL))
 		return (int)journal_put(p->journal, e, cause);
 	publisher_entry_row(e, &row);
-	if (row.state != JOURNAL_QUARANTINED && row.resource_id[0] != '\0' &&
-	    row.occurred_ms > 0 && journal_later_event_exists(p->journal,
-	    row.resource_id, row.occurred_ms, &later, cause) != 0)
+	r = publisher_event_json(p, &row, p->fuse_next, topic, &json, &len,
+	    &why);
+	if (r < 0) {
+		*cause = why;
 		return JOURNAL_PUT_ERROR;
-	memset(&o, 0, sizeof o);
-	o.seq = p->fuse_next;
-	o.include_pii = p->include_pii;
-	o.out_of_order = later;
-	if (normalise_row(&row, &o, topic, &json, &len, &why) != 0) {
+	}
+	if (r > 0) {
 		/* Stored plainly: the publish stage tries (and reports) it. */
 		log_warn("publisher_fuse_failed", "event_id=%s error=\"%s\"",
 		    row.message_id, why);
