@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <zmq.h>
+
 #include "common/metrics.h"
 
 #define BUS_HEARTBEAT_MS	1000	/* contract: at least every 2 s */
@@ -69,5 +71,12 @@ const char *bus_replay_endpoint(const struct bus *);
 int	bus_running(const struct bus *);
 /* Highest seq sent on the live feed. Any thread. */
 int64_t	bus_sent_seq(const struct bus *);
+
+/* ZeroMQ helpers for any socket, on the thread that owns it (the bus and
+ * the consumers' follower share them). Receive one multipart message that
+ * has arrived into f, without waiting (at most max parts, the rest
+ * drained); *total gets the real number of parts. Returns the parts kept. */
+size_t	bus_recv_frames(void *s, zmq_msg_t *f, size_t max, size_t *total);
+void	bus_close_frames(zmq_msg_t *f, size_t n);
 
 #endif

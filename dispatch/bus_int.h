@@ -72,10 +72,6 @@ struct bus {
 	int64_t		 next_hb;
 };
 
-/* Receive one multipart message into f (at most max parts, the rest
- * drained); *total gets the real number of parts. Returns the parts kept. */
-size_t	bus_recv_frames(void *s, zmq_msg_t *f, size_t max, size_t *total);
-void	bus_close_frames(zmq_msg_t *f, size_t n);
 int	bus_frame_is(zmq_msg_t *m, const char *s);
 /* Answer one pending replay request; 0 when none was waiting. */
 int	bus_handle_replay_one(struct bus *b);

@@ -15,6 +15,7 @@
 
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "dispatch/bus.h"
 #include "dispatch/follow.h"
 #include "dispatch/publisher.h"
 
@@ -223,39 +224,17 @@ follow_deliver(struct follow *f, int64_t seq, const char *json, size_t len)
 		f->stopped = 1;
 }
 
-/* One multipart message into fr (at most max frames kept). */
+/* One multipart message into fr (at most max frames kept), waiting up to
+ * timeout_ms for it. */
 static int
 follow_recv(void *s, zmq_msg_t *fr, int max, int timeout_ms)
 {
 	zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
-	zmq_msg_t extra;
-	int n = 0, more = 1;
+	size_t total;
 
 	if (zmq_poll(&it, 1, timeout_ms) <= 0)
 		return 0;
-	while (more) {
-		zmq_msg_t *m = n < max ? &fr[n] : &extra;
-
-		if (zmq_msg_init(m) != 0)
-			break;
-		if (zmq_msg_recv(m, s, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(m);
-			break;
-		}
-		more = zmq_msg_more(m);
-		if (m == &extra)
-			zmq_msg_close(m);
-		else
-			n++;
-	}
-	return n;
-}
-
-static void
-follow_close_frames(zmq_msg_t *fr, int n)
-{
-	while (n > 0)
-		zmq_msg_close(&fr[--n]);
+	return (int)bus_recv_frames(s, fr, (size_t)max, &total);
 }
 
 static int64_t
@@ -341,7 +320,7 @@ follow_replay_once(struct follow *f, int64_t *head)
 	follow_batch(f, fr, count);
 	rc = count;
 out:
-	follow_close_frames(fr, n);
+	bus_close_frames(fr, (size_t)n);
 	return rc;
 }
 
@@ -435,7 +414,7 @@ follow_poll(struct follow *f, int timeout_ms)
 	if ((n = follow_recv(f->sub, fr, 2, timeout_ms)) == 0)
 		return follow_should_stop(f) ? -1 : 0;
 	follow_on_message(f, fr, n);
-	follow_close_frames(fr, n);
+	bus_close_frames(fr, (size_t)n);
 	return follow_should_stop(f) ? -1 : 1;
 }
 
