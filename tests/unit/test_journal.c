@@ -22,6 +22,8 @@
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 
+#include "walheader.h"
+
 #define DAY_MS		(24 * 3600 * 1000LL)
 #define NOW_MS		(1800000000000LL)	/* fixed "now" for prune */
 #define BODY_LEN	1500
@@ -118,23 +120,6 @@ peer_int(sqlite3 *db, const char *sql)
 	v = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return v;
-}
-
-/* The WAL header's checkpoint sequence: bumped each time the WAL starts
- * over (big-endian, bytes 12..15). */
-static uint64_t
-wal_checkpoint_seq(void)
-{
-	unsigned char h[16];
-	char *path = xasprintf("%s/journal.db-wal", statedir);
-	FILE *f = fopen(path, "rb");
-
-	cr_assert_not_null(f, "open %s", path);
-	cr_assert_eq(fread(h, 1, sizeof h, f), sizeof h);
-	fclose(f);
-	free(path);
-	return (uint64_t)h[12] << 24 | (uint64_t)h[13] << 16 |
-	    (uint64_t)h[14] << 8 | h[15];
 }
 
 static int64_t
@@ -812,7 +797,8 @@ Test(journal, checkpointer_is_nudged_and_wal_is_reset_after_it)
 	int64_t big, small;
 	struct journal_entry e;
 	char id[32];
-	uint64_t before, lap;
+	uint64_t before;
+	uint32_t lap;
 	int i;
 
 	before = journal_checkpoints(j);
@@ -826,11 +812,11 @@ Test(journal, checkpointer_is_nudged_and_wal_is_reset_after_it)
 	big = file_size("-wal");
 	cr_assert_gt(big, 6 * 1024 * 1024, "WAL %lld", (long long)big);
 	wait_for_checkpoints(j, before + 1);
-	lap = wal_checkpoint_seq();
+	lap = wal_header_seq(statedir);
 	fill(j, "after", 1, NOW_MS);	/* the writer restarts the WAL */
 	/* Started over (a new checkpoint sequence in its header) and written
 	 * in place: not cut back (below the restart size), not grown. */
-	cr_assert_gt(wal_checkpoint_seq(), lap, "WAL not restarted");
+	cr_assert_gt(wal_header_seq(statedir), lap, "WAL not restarted");
 	small = file_size("-wal");
 	cr_assert_eq(small, big, "WAL %lld -> %lld", (long long)big,
 	    (long long)small);

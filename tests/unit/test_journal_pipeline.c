@@ -16,6 +16,8 @@
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 
+#include "walheader.h"
+
 static char dir[64];
 
 static int
@@ -539,22 +541,25 @@ Test(journal_pipeline, put_event_stores_row_and_event_in_one_go)
 	cr_expect_str_eq(buf, "1|1|43|0");
 }
 
-/* The WAL header's checkpoint sequence (bytes 12..15, big-endian): it
- * moves each time the WAL starts over. */
-static uint32_t
-wal_header_seq(void)
+/* journal_put of webhook id with body, received at received_ms, inside
+ * the open transaction. */
+static void
+put_body(struct journal *j, const char *id, int64_t received_ms,
+    const char *body, size_t len)
 {
-	unsigned char h[16];
-	char path[128];
-	FILE *f;
+	struct journal_entry e;
+	char *cause = NULL;
 
-	xsnprintf(path, sizeof path, "%s/journal.db-wal", dir);
-	f = fopen(path, "rb");
-	cr_assert_not_null(f, "open %s", path);
-	cr_assert_eq(fread(h, 1, sizeof h, f), sizeof h);
-	fclose(f);
-	return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 |
-	    (uint32_t)h[14] << 8 | h[15];
+	memset(&e, 0, sizeof e);
+	e.message_id = id;
+	e.event_type = "card_payment_captured";
+	e.resource_id = "abc";
+	e.received_ms = received_ms;
+	e.secret_index = 1;
+	e.body = body;
+	e.body_len = len;
+	cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW, "%s",
+	    cause ? cause : "");
 }
 
 /* After a RESTART checkpoint the checkpointer itself writes (and syncs) the
@@ -565,7 +570,6 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 	    .durability = JOURNAL_DURABILITY_FULL, .checkpoint_ms = 3600 * 1000,
 	    .wal_restart_bytes = 256 * 1024 };
 	char id[32], *cause = NULL, body[1500];
-	struct journal_entry e;
 	struct journal *j;
 	uint32_t before;
 	int64_t deadline;
@@ -576,23 +580,17 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 	memset(body, 'x', sizeof body);
 	cr_assert_eq(journal_begin(j, &cause), 0);
 	for (k = 0; k < 300; k++) {	/* ~450 KB: past the restart size */
-		memset(&e, 0, sizeof e);
 		xsnprintf(id, sizeof id, "h%d", k);
-		e.message_id = id;
-		e.received_ms = k;
-		e.secret_index = 1;
-		e.body = body;
-		e.body_len = sizeof body;
-		cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW);
+		put_body(j, id, k, body, sizeof body);
 	}
 	cr_assert_eq(journal_commit(j, &cause), 0);
-	before = wal_header_seq();
+	before = wal_header_seq(dir);
 	/* No more commits from here: only the nudged checkpointer acts. */
 	deadline = util_mono_ms() + 10000;
 	while (journal_wal_restarts(j) == 0 && util_mono_ms() < deadline)
 		usleep(2000);
 	cr_assert_gt(journal_wal_restarts(j), 0, "no RESTART checkpoint");
-	cr_expect_gt(wal_header_seq(), before, "the WAL header was not "
+	cr_expect_gt(wal_header_seq(dir), before, "the WAL header was not "
 	    "rewritten by the checkpointer");
 	journal_free(j);
 }
@@ -605,7 +603,6 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 	    .durability = JOURNAL_DURABILITY_PROCESS, .checkpoint_ms = 5,
 	    .wal_restart_bytes = 1024 * 1024 };
 	char path[128], id[32], *cause = NULL, body[1500];
-	struct journal_entry e;
 	struct journal *j;
 	struct stat st;
 	off_t biggest = 0;
@@ -618,16 +615,8 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 	for (i = 0; i < 600; i++) {
 		cr_assert_eq(journal_begin(j, &cause), 0);
 		for (k = 0; k < 4; k++) {
-			memset(&e, 0, sizeof e);
 			xsnprintf(id, sizeof id, "s%d-%d", i, k);
-			e.message_id = id;
-			e.event_type = "card_payment_captured";
-			e.resource_id = "abc";
-			e.received_ms = i;
-			e.secret_index = 1;
-			e.body = body;
-			e.body_len = sizeof body;
-			cr_assert_eq(journal_put(j, &e, &cause), JOURNAL_PUT_NEW);
+			put_body(j, id, i, body, sizeof body);
 		}
 		cr_assert_eq(journal_commit(j, &cause), 0);
 		if (stat(path, &st) == 0 && st.st_size > biggest)
