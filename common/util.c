@@ -34,23 +34,91 @@ util_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Days since 1970-01-01 of a proleptic Gregorian date, and back (Howard
+ * Hinnant's algorithms): the same arithmetic timegm and gmtime do, without
+ * their time-zone machinery, which was a visible share of normalising.
+ * Days past a month's end carry into the next month, as with timegm.
+ */
+static int64_t
+util_days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static void
+util_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+	int64_t era, doe, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+static char *
+util_put_digits(char *p, int64_t v, int width)
+{
+	int i;
+
+	for (i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + width;
+}
+
 void
 util_format_time_ms(int64_t ms, char *buf, size_t len)
 {
-	time_t secs;
-	struct tm tm;
-	int64_t frac;
+	int64_t secs, days, rem, y;
+	int m, d;
+	char out[32], *p = out;
 
-	secs = (time_t)(ms / 1000);
-	frac = ms % 1000;
-	if (frac < 0) {
-		frac += 1000;
-		secs--;
+	secs = ms / 1000 - (ms % 1000 < 0);
+	days = secs / 86400 - (secs % 86400 < 0);
+	rem = secs - days * 86400;
+	util_civil_from_days(days, &y, &m, &d);
+	if (y < 0 || y > 9999) {
+		/* Out of RFC 3339's range: still one line, never a crash. */
+		xsnprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+		    (long long)y, m, d, (int)(rem / 3600), (int)(rem / 60 % 60),
+		    (int)(rem % 60), (int)(ms - secs * 1000));
+		return;
 	}
-	gmtime_r(&secs, &tm);
-	xsnprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, (int)frac);
+	p = util_put_digits(p, y, 4);
+	*p++ = '-';
+	p = util_put_digits(p, m, 2);
+	*p++ = '-';
+	p = util_put_digits(p, d, 2);
+	*p++ = 'T';
+	p = util_put_digits(p, rem / 3600, 2);
+	*p++ = ':';
+	p = util_put_digits(p, rem / 60 % 60, 2);
+	*p++ = ':';
+	p = util_put_digits(p, rem % 60, 2);
+	*p++ = '.';
+	p = util_put_digits(p, ms - secs * 1000, 3);
+	*p++ = 'Z';
+	if (len == 0)
+		return;
+	if ((size_t)(p - out) >= len)
+		p = out + len - 1;	/* cut short, like snprintf */
+	memcpy(buf, out, (size_t)(p - out));
+	buf[p - out] = '\0';
 }
 
 static int
@@ -74,9 +142,7 @@ util_parse_time_ms(const char *s, size_t len, int64_t *ms)
 	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
 	    30, 31 };
 	int y, mo, d, h, mi, sec, frac = 0, scale = 100;
-	struct tm tm;
 	size_t i;
-	time_t t;
 
 	if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
 	    s[13] != ':' || s[16] != ':' || s[len - 1] != 'Z')
@@ -98,16 +164,8 @@ util_parse_time_ms(const char *s, size_t len, int64_t *ms)
 			scale /= 10;
 		}
 	}
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	if ((t = timegm(&tm)) == (time_t)-1)
-		return -1;
-	*ms = (int64_t)t * 1000 + frac;
+	*ms = ((util_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 +
+	    (int64_t)sec * 1000 + frac;
 	return 0;
 }
 

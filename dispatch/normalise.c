@@ -137,15 +137,32 @@ normalise_close(struct normalise_out *w, char c)
 	normalise_putc(w, c);
 }
 
+/* v in decimal into buf (at least 21 bytes); returns the length. */
+static size_t
+normalise_itoa(int64_t v, char *buf)
+{
+	char tmp[24];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, i = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		buf[i++] = '-';
+	while (n > 0)
+		buf[i++] = tmp[--n];
+	return i;
+}
+
 static void
 normalise_add_int(struct normalise_out *w, const char *name, int64_t v)
 {
-	char buf[32];
-	int n;
+	char buf[24];
 
 	normalise_key(w, name);
-	n = xsnprintf(buf, sizeof buf, "%lld", (long long)v);
-	normalise_put(w, buf, (size_t)n);
+	normalise_put(w, buf, normalise_itoa(v, buf));
 }
 
 static void
@@ -179,7 +196,8 @@ normalise_add_time(struct normalise_out *w, const char *name, int64_t ms)
 }
 
 /* A number as cJSON prints it: %.15g, or %.17g when that does not read
- * back as the same double. */
+ * back as the same double. An integer below 1e15 (not -0) prints as its
+ * digits either way, without the printf and scanf round trip. */
 static void
 normalise_add_number(struct normalise_out *w, const char *name,
     const cJSON *v)
@@ -188,6 +206,11 @@ normalise_add_number(struct normalise_out *w, const char *name,
 	char buf[40];
 	int n;
 
+	if (d > -1e15 && d < 1e15 && d == (double)(int64_t)d &&
+	    !(d == 0 && signbit(d))) {
+		normalise_add_int(w, name, (int64_t)d);
+		return;
+	}
 	normalise_key(w, name);
 	if (isnan(d) || isinf(d))
 		n = xsnprintf(buf, sizeof buf, "null");
@@ -198,6 +221,26 @@ normalise_add_number(struct normalise_out *w, const char *name,
 			n = xsnprintf(buf, sizeof buf, "%1.17g", d);
 	}
 	normalise_put(w, buf, (size_t)n);
+}
+
+/*
+ * Member name of object o, or NULL: cJSON_GetObjectItemCaseSensitive (the
+ * first of equal names) with the first byte compared before strcmp, since
+ * a payment object has some 30 members and is looked up about 40 times.
+ */
+static const cJSON *
+normalise_get(const cJSON *o, const char *name)
+{
+	const cJSON *c;
+
+	if (o == NULL || !cJSON_IsObject(o))
+		return NULL;
+	for (c = o->child; c != NULL; c = c->next) {
+		if (c->string != NULL && c->string[0] == name[0] &&
+		    strcmp(c->string, name) == 0)
+			return c;
+	}
+	return NULL;
 }
 
 /* An integral JSON number that a double holds exactly. */
@@ -230,7 +273,7 @@ static void
 normalise_copy_str(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
+	const char *s = normalise_str_of(normalise_get(src,
 	    name));
 
 	if (s != NULL)
@@ -243,7 +286,7 @@ normalise_copy_int(struct normalise_out *w, const cJSON *src,
 {
 	int64_t v;
 
-	if (normalise_int_of(cJSON_GetObjectItemCaseSensitive(src, name),
+	if (normalise_int_of(normalise_get(src, name),
 	    &v) == 0)
 		normalise_add_int(w, name, v);
 }
@@ -252,7 +295,7 @@ static void
 normalise_copy_bool(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, name);
+	const cJSON *v = normalise_get(src, name);
 
 	if (cJSON_IsBool(v))
 		normalise_add_bool(w, name, cJSON_IsTrue(v));
@@ -263,7 +306,7 @@ static void
 normalise_copy_time(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
+	const char *s = normalise_str_of(normalise_get(src,
 	    name));
 	int64_t ms;
 
@@ -276,7 +319,7 @@ static void
 normalise_copy_date(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
+	const char *s = normalise_str_of(normalise_get(src,
 	    name));
 	size_t i;
 
@@ -297,7 +340,7 @@ static void
 normalise_copy_digits(struct normalise_out *w, const cJSON *src,
     const char *name, size_t maxlen)
 {
-	const char *s = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
+	const char *s = normalise_str_of(normalise_get(src,
 	    name));
 	size_t i, n;
 
@@ -329,7 +372,7 @@ normalise_card(struct normalise_out *w, const cJSON *src, int pii)
 	normalise_copy_digits(w, src, "last_digits_card_number", 4);
 	if (pii) {
 		normalise_copy_str(w, src, "cardholder_name");
-		addr = cJSON_GetObjectItemCaseSensitive(src, "billing_address");
+		addr = normalise_get(src, "billing_address");
 		if (cJSON_IsObject(addr)) {
 			normalise_open(w, "billing_address", '{');
 			for (i = 0; i < UTIL_ARRAY_LEN(addr_fields); i++)
@@ -345,7 +388,7 @@ normalise_summaries(struct normalise_out *w, const cJSON *src)
 {
 	const cJSON *v, *tds;
 
-	v = cJSON_GetObjectItemCaseSensitive(src, "refund_summary");
+	v = normalise_get(src, "refund_summary");
 	if (cJSON_IsObject(v)) {
 		normalise_open(w, "refund_summary", '{');
 		normalise_copy_str(w, v, "status");
@@ -353,7 +396,7 @@ normalise_summaries(struct normalise_out *w, const cJSON *src)
 		normalise_copy_int(w, v, "amount_submitted");
 		normalise_close(w, '}');
 	}
-	v = cJSON_GetObjectItemCaseSensitive(src, "settlement_summary");
+	v = normalise_get(src, "settlement_summary");
 	if (cJSON_IsObject(v)) {
 		normalise_open(w, "settlement_summary", '{');
 		normalise_copy_time(w, v, "capture_submit_time");
@@ -361,9 +404,9 @@ normalise_summaries(struct normalise_out *w, const cJSON *src)
 		normalise_copy_date(w, v, "settled_date");
 		normalise_close(w, '}');
 	}
-	v = cJSON_GetObjectItemCaseSensitive(src, "authorisation_summary");
-	tds = cJSON_GetObjectItemCaseSensitive(v, "three_d_secure");
-	if (cJSON_IsObject(tds) && cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(
+	v = normalise_get(src, "authorisation_summary");
+	tds = normalise_get(v, "three_d_secure");
+	if (cJSON_IsObject(tds) && cJSON_IsBool(normalise_get(
 	    tds, "required"))) {
 		normalise_open(w, "authorisation_summary", '{');
 		normalise_open(w, "three_d_secure", '{');
@@ -377,7 +420,7 @@ normalise_summaries(struct normalise_out *w, const cJSON *src)
 static void
 normalise_metadata(struct normalise_out *w, const cJSON *src)
 {
-	const cJSON *md = cJSON_GetObjectItemCaseSensitive(src, "metadata");
+	const cJSON *md = normalise_get(src, "metadata");
 	const cJSON *v;
 
 	if (!cJSON_IsObject(md))
@@ -419,14 +462,14 @@ normalise_payment(struct normalise_out *w, const cJSON *src, int pii)
 
 	if (!cJSON_IsObject(src))
 		return -1;
-	id = normalise_str_of(cJSON_GetObjectItemCaseSensitive(src,
+	id = normalise_str_of(normalise_get(src,
 	    "payment_id"));
-	state = cJSON_GetObjectItemCaseSensitive(src, "state");
-	status = cJSON_GetObjectItemCaseSensitive(state, "status");
-	finished = cJSON_GetObjectItemCaseSensitive(state, "finished");
+	state = normalise_get(src, "state");
+	status = normalise_get(state, "status");
+	finished = normalise_get(state, "finished");
 	if (id == NULL || normalise_str_of(status) == NULL ||
 	    !cJSON_IsBool(finished) || normalise_int_of(
-	    cJSON_GetObjectItemCaseSensitive(src, "amount"), &amount) != 0)
+	    normalise_get(src, "amount"), &amount) != 0)
 		return -1;
 
 	normalise_open(w, NULL, '{');
@@ -444,7 +487,7 @@ normalise_payment(struct normalise_out *w, const cJSON *src, int pii)
 	normalise_copy_bool(w, src, "delayed_capture");
 	normalise_copy_bool(w, src, "moto");
 	normalise_summaries(w, src);
-	normalise_card(w, cJSON_GetObjectItemCaseSensitive(src,
+	normalise_card(w, normalise_get(src,
 	    "card_details"), pii);
 	normalise_metadata(w, src);
 	if (pii)
@@ -584,7 +627,7 @@ normalise_views(const struct journal_row *row, int pii,
 	}
 	if (row->body != NULL && (root = cJSON_ParseWithLength(row->body,
 	    row->body_len)) != NULL) {
-		normalise_payment(hook_view, cJSON_GetObjectItemCaseSensitive(
+		normalise_payment(hook_view, normalise_get(
 		    root, "resource"), pii);
 		cJSON_Delete(root);
 	}

@@ -32,6 +32,46 @@ Test(util, parses_what_it_formats_and_rejects_near_misses)
 		    "%s", bad[i]);
 }
 
+/* The calendar is computed, not asked of gmtime/timegm: pin the corners
+ * (leap days, centuries, before 1970, the last millisecond of a day). */
+Test(util, calendar_corners_round_trip)
+{
+	static const struct {
+		int64_t		 ms;
+		const char	*s;
+	} cases[] = {
+		{ -1, "1969-12-31T23:59:59.999Z" },
+		{ -1000, "1969-12-31T23:59:59.000Z" },
+		{ 951782400000LL, "2000-02-29T00:00:00.000Z" },
+		{ 4107542400000LL, "2100-03-01T00:00:00.000Z" },
+		{ 1709251199999LL, "2024-02-29T23:59:59.999Z" },
+		{ -2208988800000LL, "1900-01-01T00:00:00.000Z" },
+		{ -62167219200000LL, "0000-01-01T00:00:00.000Z" },
+		{ 253402300799999LL, "9999-12-31T23:59:59.999Z" },
+	};
+	char buf[32], small[11];
+	int64_t ms;
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		util_format_time_ms(cases[i].ms, buf, sizeof buf);
+		cr_expect_str_eq(buf, cases[i].s);
+		cr_assert_eq(util_parse_time_ms(cases[i].s, strlen(cases[i].s),
+		    &ms), 0, "%s", cases[i].s);
+		cr_expect_eq(ms, cases[i].ms, "%s", cases[i].s);
+	}
+	/* A leap second and 2025-02-29 carry over, as timegm does. */
+	cr_assert_eq(util_parse_time_ms("2024-02-29T23:59:60Z", 20, &ms), 0);
+	cr_expect_eq(ms, 1709251200000LL);
+	cr_expect_eq(util_parse_time_ms("2025-02-29T00:00:00Z", 20, &ms), 0);
+	cr_expect_eq(ms, 1740787200000LL);
+	/* Past year 9999: still one bounded line; a short buffer is cut. */
+	util_format_time_ms(253402300800000LL, buf, sizeof buf);
+	cr_expect_str_eq(buf, "10000-01-01T00:00:00.000Z");
+	util_format_time_ms(0, small, sizeof small);
+	cr_expect_str_eq(small, "1970-01-01");
+}
+
 Test(util, pay_ids_are_1_to_26_chars_of_0_9_a_v)
 {
 	cr_expect(util_is_pay_id("hu20sqlact5260q2nanm0q8u93", 26));
