@@ -606,12 +606,17 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 	struct journal *j;
 	struct stat st;
 	off_t biggest = 0;
+	uint32_t before;
 	int i, k;
 
 	j = journal_open(&jc, &cause);
 	cr_assert_not_null(j, "%s", cause ? cause : "");
 	memset(body, 'x', sizeof body);
 	xsnprintf(path, sizeof path, "%s/journal.db-wal", dir);
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	put_body(j, "s-first", 0, body, sizeof body);
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	before = wal_header_seq(dir);
 	for (i = 0; i < 600; i++) {
 		cr_assert_eq(journal_begin(j, &cause), 0);
 		for (k = 0; k < 4; k++) {
@@ -623,7 +628,14 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 			biggest = st.st_size;
 		usleep(500);
 	}
-	cr_expect_gt(journal_wal_restarts(j), 0, "the WAL was never restarted");
+	/*
+	 * Started over: by the checkpointer's RESTART, or, when a PASSIVE
+	 * pass caught up between two commits, by the next writer itself
+	 * (SQLite does that when every frame is copied). Which of the two
+	 * depends on this machine's timing; the bound below does not.
+	 */
+	cr_expect_gt(wal_header_seq(dir), before, "the WAL never started over "
+	    "(%d restarts)", journal_wal_restarts(j));
 	/* ~4 MB of rows went through; the WAL stays near its 1 MB limit. */
 	cr_expect_lt(biggest, 3 * 1024 * 1024, "WAL grew to %lld bytes",
 	    (long long)biggest);
