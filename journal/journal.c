@@ -271,11 +271,33 @@ out:
 	return ret;
 }
 
+static pthread_once_t journal_sqlite_once = PTHREAD_ONCE_INIT;
+
+/*
+ * SQLite's allocation statistics take a process-wide mutex around every
+ * malloc and free (on by default); nothing here reads them, and under load
+ * that lock was a visible share of every INSERT, contended by the
+ * checkpointer and replay readers. Must run before the first connection.
+ */
+static void
+journal_sqlite_config(void)
+{
+	if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+		log_debug("journal_sqlite_config", "memstatus=kept");
+}
+
+void
+journal_sqlite_setup(void)
+{
+	pthread_once(&journal_sqlite_once, journal_sqlite_config);
+}
+
 static int
 journal_connect(const char *path, sqlite3 **dbp, char **cause)
 {
 	int flags, rc;
 
+	journal_sqlite_setup();
 	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 #ifdef SQLITE_OPEN_NOFOLLOW
 	flags |= SQLITE_OPEN_NOFOLLOW;

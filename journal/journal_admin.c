@@ -132,6 +132,7 @@ journal_admin_open(const char *dir, int writable, char **cause)
 	}
 	/* Read-write even to read: a WAL reader needs the -shm file, and
 	 * SQLite run as root gives files it creates the database's owner. */
+	journal_sqlite_setup();
 	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
 #ifdef SQLITE_OPEN_NOFOLLOW
 	flags |= SQLITE_OPEN_NOFOLLOW;

@@ -52,6 +52,8 @@ struct journal {
 					   returns (unless deferred) */
 };
 
+/* Process-wide SQLite settings; call before opening any connection. */
+void	journal_sqlite_setup(void);
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
 int	journal_begin_immediate(struct journal *, int nowait, char **cause);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,

@@ -658,6 +658,7 @@ journal_reader_open(const char *dir, char **cause)
 
 	r = xcalloc(1, sizeof *r);
 	path = xasprintf("%s/journal.db", dir);
+	journal_sqlite_setup();
 	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY |
 	    SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
 		journal_cause(cause, r->db, "replay reader open");
