@@ -38,6 +38,15 @@
 #define PUBLISHER_RETRY_MS	5	/* journal busy with a group commit */
 #define PUBLISHER_TICKETS	8	/* batches waiting for their fsync */
 #define PUBLISHER_MARK_MS	25	/* sent events marked published after */
+#define PUBLISHER_KEEP_MAX	4096	/* fused events kept for the hand-off */
+
+/* An event assigned in the open batch, handed over after COMMIT. */
+struct publisher_pending {
+	int64_t		 seq;
+	char		 topic[NORMALISE_TOPIC_MAX];
+	char		*json;
+	size_t		 len;
+};
 
 struct publisher {
 	struct event_base	*base;
@@ -65,6 +74,11 @@ struct publisher {
 	int			 broken;	/* seq invariant broken: stop */
 	int			 fusing;	/* in a group commit (store hooks) */
 	int64_t			 fuse_next;	/* the seq its next event gets */
+	/* Fused events as stored, oldest first, until handed over: the
+	 * hand-off then need not read them back from the journal. */
+	struct publisher_pending *kept;
+	size_t			 nkept, capkept;
+	size_t			 fuse_first;	/* kept[] index the batch began */
 	struct bus_metrics	 m;
 };
 
@@ -161,7 +175,42 @@ publisher_sync_notify(void *arg)
 	event_active(p->ev_pump, EV_TIMEOUT, 0);
 }
 
-/* Events assigned (perhaps before a crash) but not yet handed over. */
+/* Drop the kept events at index from and after. */
+static void
+publisher_drop_kept(struct publisher *p, size_t from)
+{
+	while (p->nkept > from)
+		free(p->kept[--p->nkept].json);
+}
+
+/*
+ * Hand over the kept (fused) events that are next in seq order and
+ * durable; those already handed are dropped. 0, 1 pipe full, -1 bus gone.
+ */
+static int
+publisher_hand_kept(struct publisher *p)
+{
+	struct publisher_pending *k;
+	size_t i = 0;
+	int rc = 0;
+
+	for (; i < p->nkept && rc == 0; i++) {
+		k = &p->kept[i];
+		if (k->seq > p->handed + 1 || k->seq > p->durable)
+			break;		/* a gap (the journal has it), or later */
+		if (k->seq == p->handed + 1 &&
+		    (rc = publisher_hand(p, k->seq, k->topic, k->json,
+		    k->len)) != 0)
+			break;
+		free(k->json);
+	}
+	memmove(p->kept, p->kept + i, (p->nkept - i) * sizeof *p->kept);
+	p->nkept -= i;
+	return rc;
+}
+
+/* Events assigned (perhaps before a crash) but not yet handed over: from
+ * memory when they were fused and kept, else read back from the journal. */
 static int
 publisher_backlog(struct publisher *p)
 {
@@ -171,6 +220,9 @@ publisher_backlog(struct publisher *p)
 	int rc = 0;
 
 	while (rc == 0 && p->handed < p->assigned && p->handed < p->durable) {
+		if ((rc = publisher_hand_kept(p)) != 0 ||
+		    p->handed >= p->assigned || p->handed >= p->durable)
+			break;
 		if (journal_unsent_events(p->journal, p->handed,
 		    PUBLISHER_BATCH, &ev, &n, &cause) != 0) {
 			log_warn("publisher_backlog_failed", "error=\"%s\"",
@@ -197,14 +249,6 @@ publisher_backlog(struct publisher *p)
 	}
 	return rc;
 }
-
-/* An event assigned in the open batch, handed over after COMMIT. */
-struct publisher_pending {
-	int64_t		 seq;
-	char		 topic[NORMALISE_TOPIC_MAX];
-	char		*json;
-	size_t		 len;
-};
 
 /*
  * The event of row as it will be stored under seq: the out_of_order lookup
@@ -653,6 +697,8 @@ publisher_free(struct publisher *p)
 	if (p->ev_mark) event_free(p->ev_mark);
 	if (p->efd >= 0)
 		close(p->efd);
+	publisher_drop_kept(p, 0);
+	free(p->kept);
 	free(p);
 }
 
@@ -696,7 +742,8 @@ publisher_replay_endpoint(const struct publisher *p)
  * receiver's group commit (server_store_hooks) instead of in a later
  * transaction of its own. The row is then written once and never read
  * back, and the event shares the batch's fsync; it is handed to the bus
- * once that is durable, like any other (publisher_backlog).
+ * once that is durable, like any other (publisher_backlog), from the copy
+ * kept in memory (kept[]) rather than read back from the journal.
  */
 static int
 publisher_store_begin(void *arg, char **cause)
@@ -707,6 +754,7 @@ publisher_store_begin(void *arg, char **cause)
 	p->fusing = 0;
 	if (p->broken)
 		return 0;	/* rows wait as 'checked', as before */
+	p->fuse_first = p->nkept;
 	/* Inside the batch's write transaction: nobody else can assign. */
 	if (journal_head_seq(p->journal, &head, NULL, cause) != 0)
 		return -1;
@@ -771,12 +819,27 @@ publisher_store_put(void *arg, const struct journal_entry *e, char **cause)
 	fe.seq = p->fuse_next;
 	fe.published_ms = util_now_ms();
 	r = (int)journal_put_event(p->journal, &fe, topic, json, len, cause);
-	free(json);
-	if (r == JOURNAL_PUT_NEW) {
-		p->fuse_next++;
-		log_debug("event_assigned", "seq=%lld topic=%s",
-		    (long long)fe.seq, topic);
+	if (r != JOURNAL_PUT_NEW || p->nkept == PUBLISHER_KEEP_MAX) {
+		free(json);	/* a full list: the journal has it */
+		json = NULL;
 	}
+	if (r != JOURNAL_PUT_NEW)
+		return r;
+	if (json != NULL) {
+		if (p->nkept == p->capkept) {
+			p->capkept = p->capkept ? p->capkept * 2 : 64;
+			p->kept = xreallocarray(p->kept, p->capkept,
+			    sizeof *p->kept);
+		}
+		p->kept[p->nkept].seq = fe.seq;
+		xsnprintf(p->kept[p->nkept].topic, sizeof p->kept[0].topic,
+		    "%s", topic);
+		p->kept[p->nkept].json = json;
+		p->kept[p->nkept++].len = len;
+	}
+	p->fuse_next++;
+	log_debug("event_assigned", "seq=%lld topic=%s", (long long)fe.seq,
+	    topic);
 	return r;
 }
 
@@ -788,8 +851,13 @@ publisher_store_end(void *arg, int committed, uint64_t ticket)
 	if (!p->fusing)
 		return;
 	p->fusing = 0;
-	if (!committed || p->fuse_next - 1 <= p->assigned)
-		return;		/* rolled back: no seq was assigned */
+	if (!committed) {
+		/* Rolled back: its seqs are assigned again to other events. */
+		publisher_drop_kept(p, p->fuse_first);
+		return;
+	}
+	if (p->fuse_next - 1 <= p->assigned)
+		return;		/* nothing was fused */
 	p->assigned = p->fuse_next - 1;
 	publisher_note_ticket(p, ticket, p->assigned);
 }
