@@ -204,8 +204,11 @@ publisher_hand_kept(struct publisher *p)
 			break;
 		free(k->json);
 	}
-	memmove(p->kept, p->kept + i, (p->nkept - i) * sizeof *p->kept);
-	p->nkept -= i;
+	if (i > 0) {
+		memmove(p->kept, p->kept + i, (p->nkept - i) *
+		    sizeof *p->kept);
+		p->nkept -= i;
+	}
 	return rc;
 }
 
