@@ -269,12 +269,18 @@ normalise_str_of(const cJSON *v)
 	return v->valuestring;
 }
 
+/* Member name of o when it is a string of at most NORMALISE_STR_MAX. */
+static const char *
+normalise_get_str(const cJSON *o, const char *name)
+{
+	return normalise_str_of(normalise_get(o, name));
+}
+
 static void
 normalise_copy_str(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(normalise_get(src,
-	    name));
+	const char *s = normalise_get_str(src, name);
 
 	if (s != NULL)
 		normalise_add_str(w, name, s);
@@ -306,8 +312,7 @@ static void
 normalise_copy_time(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(normalise_get(src,
-	    name));
+	const char *s = normalise_get_str(src, name);
 	int64_t ms;
 
 	if (s != NULL && util_parse_time_ms(s, strlen(s), &ms) == 0)
@@ -319,8 +324,7 @@ static void
 normalise_copy_date(struct normalise_out *w, const cJSON *src,
     const char *name)
 {
-	const char *s = normalise_str_of(normalise_get(src,
-	    name));
+	const char *s = normalise_get_str(src, name);
 	size_t i;
 
 	if (s == NULL || strlen(s) != 10)
@@ -340,8 +344,7 @@ static void
 normalise_copy_digits(struct normalise_out *w, const cJSON *src,
     const char *name, size_t maxlen)
 {
-	const char *s = normalise_str_of(normalise_get(src,
-	    name));
+	const char *s = normalise_get_str(src, name);
 	size_t i, n;
 
 	if (s == NULL || (n = strlen(s)) == 0 || n > maxlen)
@@ -406,8 +409,8 @@ normalise_summaries(struct normalise_out *w, const cJSON *src)
 	}
 	v = normalise_get(src, "authorisation_summary");
 	tds = normalise_get(v, "three_d_secure");
-	if (cJSON_IsObject(tds) && cJSON_IsBool(normalise_get(
-	    tds, "required"))) {
+	if (cJSON_IsObject(tds) &&
+	    cJSON_IsBool(normalise_get(tds, "required"))) {
 		normalise_open(w, "authorisation_summary", '{');
 		normalise_open(w, "three_d_secure", '{');
 		normalise_copy_bool(w, tds, "required");
@@ -462,8 +465,7 @@ normalise_payment(struct normalise_out *w, const cJSON *src, int pii)
 
 	if (!cJSON_IsObject(src))
 		return -1;
-	id = normalise_str_of(normalise_get(src,
-	    "payment_id"));
+	id = normalise_get_str(src, "payment_id");
 	state = normalise_get(src, "state");
 	status = normalise_get(state, "status");
 	finished = normalise_get(state, "finished");
@@ -487,8 +489,7 @@ normalise_payment(struct normalise_out *w, const cJSON *src, int pii)
 	normalise_copy_bool(w, src, "delayed_capture");
 	normalise_copy_bool(w, src, "moto");
 	normalise_summaries(w, src);
-	normalise_card(w, normalise_get(src,
-	    "card_details"), pii);
+	normalise_card(w, normalise_get(src, "card_details"), pii);
 	normalise_metadata(w, src);
 	if (pii)
 		normalise_copy_str(w, src, "email");
@@ -627,8 +628,8 @@ normalise_views(const struct journal_row *row, int pii,
 	}
 	if (row->body != NULL && (root = cJSON_ParseWithLength(row->body,
 	    row->body_len)) != NULL) {
-		normalise_payment(hook_view, normalise_get(
-		    root, "resource"), pii);
+		normalise_payment(hook_view, normalise_get(root, "resource"),
+		    pii);
 		cJSON_Delete(root);
 	}
 }
