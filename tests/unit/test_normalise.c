@@ -350,7 +350,8 @@ Test(normalise, unknown_verdict_is_unverified_and_seq_must_be_positive)
 /* The event is written directly, not printed by cJSON: strings are escaped
  * (control characters as \u00xx, UTF-8 kept) and metadata numbers printed
  * as cJSON printed them (%.15g, %.17g when that reads back differently:
- * past 2^53 a double is approximate anyway), and the whole is JSON. */
+ * past 2^53 a double is approximate anyway; integers below 1e15 take a
+ * shortcut that must print the same), and the whole is JSON. */
 Test(normalise, strings_and_numbers_are_written_as_json)
 {
 	static const char body[] =
@@ -361,6 +362,7 @@ Test(normalise, strings_and_numbers_are_written_as_json)
 	    " nl\\n \\u00e9\\u20ac\",\"metadata\":{\"a\\\"b\":\"x\\u001fy\","
 	    "\"f\":1.5,\"tenth\":0.1,\"big\":9007199254740993,\"neg0\":-0.0,"
 	    "\"tiny\":1e-7,\"huge\":1e300,\"pi\":3.141592653589793,"
+	    "\"n\":-42,\"zero\":0,\"edge\":999999999999999,\"e15\":1e15,"
 	    "\"yes\":true,\"obj\":{},\"nul\":null}}}";
 	char topic[NORMALISE_TOPIC_MAX];
 
@@ -374,6 +376,7 @@ Test(normalise, strings_and_numbers_are_written_as_json)
 	cr_expect(strstr(json, "\"metadata\":{\"a\\\"b\":\"x\\u001fy\","
 	    "\"f\":1.5,\"tenth\":0.1,\"big\":9.00719925474099e+15,\"neg0\":-0,"
 	    "\"tiny\":1e-07,\"huge\":1e+300,\"pi\":3.1415926535897931,"
+	    "\"n\":-42,\"zero\":0,\"edge\":999999999999999,\"e15\":1e+15,"
 	    "\"yes\":true}") != NULL, "%s", json);
 	cr_expect_str_eq(str(ev, "payment", "description"), "tab\there "
 	    "\"quoted\" back\\slash \001 nl\n \xc3\xa9\xe2\x82\xac");
