@@ -671,7 +671,7 @@ cmd_audit(int argc, char **argv)
 		}
 		if (target != NULL &&
 		    follow_int_opt("payhook audit", opts[li].name, optarg,
-	    target) != 0)
+		    target) != 0)
 			return 2;
 	}
 	if (optind != argc || wc.dir == NULL) {

@@ -579,12 +579,12 @@ journal_free(struct journal *j)
 	free(j);
 }
 
-/* IMMEDIATE takes the write lock now: contention fails here after the busy
- * timeout, before any row is bound, instead of part-way through a batch. */
 /*
- * BEGIN IMMEDIATE on the write connection. j->busy says whether only
- * another connection's lock stopped it; nowait fails at once then instead
- * of waiting up to JOURNAL_BUSY_MS.
+ * BEGIN IMMEDIATE on the write connection: it takes the write lock now, so
+ * contention fails here, before any row is bound, instead of part-way
+ * through a batch. j->busy says whether only another connection's lock
+ * stopped it; nowait fails at once then instead of waiting up to
+ * JOURNAL_BUSY_MS.
  */
 int
 journal_begin_immediate(struct journal *j, int nowait, char **cause)
