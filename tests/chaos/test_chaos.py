@@ -796,6 +796,13 @@ def sc_kills(t, rng):
             else:
                 time.sleep(rng.uniform(0.3, 1.2))
             inflight = w.stats()["webhooks"]["in_flight"]
+            if phase == "commit":
+                # a delivery takes a few ms at 70/s: a random moment
+                # often falls between two, so kill as soon as one is in
+                # flight (bounded: 1 s)
+                end = time.monotonic() + 1.0
+                while inflight == 0 and time.monotonic() < end:
+                    inflight = w.stats()["webhooks"]["in_flight"]
             w.kill_svc()
             w.clear_faults()
             integ, counts = journal_snapshot(w.svc)
