@@ -69,6 +69,11 @@ static const struct opt opts[] = {
 	  "per-attempt connect/response timeout, in real milliseconds" },
 	{ "webhook-concurrency", OPT_INT, "N", "20", 1, 1000,
 	  CFG(webhook_concurrency), 0, "deliveries in flight at once" },
+	{ "webhook-jitter-ms", OPT_INT, "MS", "0", 0, 60000,
+	  CFG(webhook_jitter_ms), 0,
+	  "each delivery waits a random 0..MS real milliseconds before it is "
+	  "sent, as GOV.UK Pay's sender threads pick messages up on their own "
+	  "schedules (arrival order is not guaranteed); 0: sent at once" },
 	{ "duplicate-rate", OPT_DOUBLE, "R", "0", 0, 1, CFG(duplicate_rate), 0,
 	  "probability that a message is also delivered a second time" },
 	{ "capture-delay-ms", OPT_INT, "MS", "1000", 0, 86400000,

@@ -32,6 +32,7 @@ struct sim_config {
 	double	 duplicate_rate;
 	int64_t	 webhook_timeout_ms;
 	int64_t	 webhook_concurrency;
+	int64_t	 webhook_jitter_ms;
 	int64_t	 capture_delay_ms;
 	int64_t	 refund_delay_ms;
 	int64_t	 max_log;

@@ -74,6 +74,7 @@ struct wh_send {
 	struct wh_msg	*msg;
 	int		 dup;
 	int64_t		 start_mono;
+	struct event	*wait;		/* --webhook-jitter-ms */
 	struct evhttp_connection *conn;
 	struct wh_send	*prev, *next;
 };
@@ -347,7 +348,10 @@ webhook_free(struct webhook *wh)
 		return;
 	for (s = wh->sends; s != NULL; s = next) {
 		next = s->next;
-		evhttp_connection_free(s->conn);
+		if (s->wait != NULL)
+			event_free(s->wait);
+		if (s->conn != NULL)
+			evhttp_connection_free(s->conn);
 		if (s->msg->orphan && --s->msg->refs == 0)
 			webhook_msg_free(s->msg);
 		free(s);
@@ -643,6 +647,59 @@ fail:
 	return -1;
 }
 
+/* Send now; on failure the attempt is recorded, the queue pumped, -1. */
+static int
+webhook_start(struct wh_send *s)
+{
+	s->start_mono = util_mono_ms();
+	if (webhook_request(s->wh, s) != 0) {
+		log_error("webhook_request_failed", "webhook_message_id=%s",
+		    s->msg->id);
+		webhook_send_done(s, 0);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+webhook_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wh_send *s = arg;
+
+	event_free(s->wait);
+	s->wait = NULL;
+	(void)webhook_start(s);
+}
+
+/*
+ * A delivery in flight first waits a random 0..webhook_jitter_ms, as a
+ * message in GOV.UK Pay waits for one of its 20 sender threads (each
+ * polling on its own schedule) and those send independently: deliveries
+ * emitted close together may arrive in any order.
+ */
+static int
+webhook_delay(struct webhook *wh, struct wh_send *s)
+{
+	struct timeval tv;
+	int64_t ms;
+
+	if (wh->sim->cfg.webhook_jitter_ms <= 0)
+		return 0;
+	if ((s->wait = evtimer_new(wh->sim->base, webhook_wait_cb, s)) ==
+	    NULL)
+		return 0;
+	ms = (int64_t)(sim_random(wh->sim) *
+	    (double)(wh->sim->cfg.webhook_jitter_ms + 1));
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (evtimer_add(s->wait, &tv) != 0) {
+		event_free(s->wait);
+		s->wait = NULL;
+		return 0;
+	}
+	return 1;
+}
+
 static void
 webhook_pump(struct webhook *wh)
 {
@@ -664,7 +721,6 @@ webhook_pump(struct webhook *wh)
 		s->wh = wh;
 		s->msg = j->msg;
 		s->dup = j->dup;
-		s->start_mono = util_mono_ms();
 		free(j);
 		s->next = wh->sends;
 		if (wh->sends != NULL)
@@ -674,12 +730,10 @@ webhook_pump(struct webhook *wh)
 		wh->attempts++;
 		if (s->dup)
 			wh->dups++;
-		if (webhook_request(wh, s) != 0) {
-			log_error("webhook_request_failed",
-			    "webhook_message_id=%s", s->msg->id);
-			webhook_send_done(s, 0);
-			return;	/* webhook_send_done pumps again */
-		}
+		if (webhook_delay(wh, s))
+			continue;
+		if (webhook_start(s) != 0)
+			return;	/* webhook_send_done pumped again */
 	}
 }
 

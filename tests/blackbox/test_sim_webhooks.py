@@ -124,6 +124,27 @@ with Receiver(hold) as rx, Sim(webhook_url=rx.url, extra=[
     c.eq(len({msg_id(r["body"]) for r in rx.snapshot()}), 30,
          "30 distinct messages")
 
+# --- --webhook-jitter-ms: each delivery waits 0..MS, so order varies ------
+with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
+        "--webhook-jitter-ms", "300", "--seed", "11",
+        "--webhook-events", "card_payment_succeeded"]) as sim:
+    pids = [sim.create()["payment_id"] for _ in range(40)]
+    for pid in pids:
+        sim.pay(pid)
+    c.check(wait_for(lambda: rx.count() >= 40, 10), "jitter: all 40 delivered")
+    time.sleep(0.4)
+    emitted = [m["webhook_message_id"] for m in sim.webhook_log()]
+    arrived = [msg_id(r["body"]) for r in rx.snapshot()]
+    c.eq(sorted(arrived), sorted(emitted), "jitter: each message once")
+    rank = {mid: i for i, mid in enumerate(emitted)}
+    inversions = sum(1 for a, b in zip(arrived, arrived[1:])
+                     if rank.get(b, -1) < rank.get(a, -1))
+    c.check(inversions > 0, "jitter: arrival order differs from emission "
+            "order", inversions)
+    c.check(all(m["status"] == "delivered" and len(m["attempts"]) == 1
+                for m in sim.webhook_log()), "jitter: one attempt each")
+    c.eq(rx.max_active <= 20, True, "jitter: still at most 20 in flight")
+
 # --- duplicates ------------------------------------------------------------
 with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
         "--duplicate-rate", "1", "--seed", "7",

@@ -1075,15 +1075,18 @@ def sc_subscribers(t, rng):
 # --- (e) duplicates and reordering ------------------------------------------
 def sc_duplicates(t, rng):
     name = "duplicates"
-    w = World(name, rng, sim_args=["--duplicate-rate", "0.3"])
+    # Each delivery waits a random 0-200 ms before it is sent, as GOV.UK
+    # Pay's sender threads each pick messages up on their own schedule:
+    # deliveries emitted close together arrive in another order.
+    w = World(name, rng, sim_args=["--duplicate-rate", "0.3",
+                                   "--webhook-jitter-ms", "200"])
     d = Driver(w, rng, rate=80, threads=2)
     try:
         w.start()
         d.start()
         time.sleep(2.0)
         # Short stalls of payhook (SIGSTOP, well under the sender's 3 s
-        # timeout): the sender's 20 deliveries pile up in flight and are
-        # read back in another order.
+        # timeout): the sender's 20 deliveries pile up in flight.
         for _ in range(4):
             os.kill(w.svc.proc.pid, signal.SIGSTOP)
             time.sleep(rng.uniform(0.3, 0.8))
