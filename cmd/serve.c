@@ -295,8 +295,21 @@ serve_start(struct serve *sv)
 	char *cause = NULL;
 	struct timeval tv = { 60, 0 };
 
-	if (evthread_use_pthreads() != 0 ||
-	    (sv->base = event_base_new()) == NULL)
+	struct event_config *ec;
+
+	if (evthread_use_pthreads() != 0 || (ec = event_config_new()) == NULL)
+		fatalx(1, "cannot create the event loop");
+	/*
+	 * evhttp turns a connection's read and write interest on and off
+	 * around every request: with the changelist those changes reach
+	 * epoll once per loop pass, and a change undone in the same pass
+	 * costs no epoll_ctl at all (4 to 3 per webhook under load). No
+	 * descriptor on this loop is ever dup()ed, the flag's one caveat.
+	 */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	sv->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (sv->base == NULL)
 		fatalx(1, "cannot create the event loop");
 	/* Bind first: a port in use is reported before anything else. */
 	if ((sv->server = server_new(sv->base, sv->cfg, sv->sig, &cause)) ==
