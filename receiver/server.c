@@ -48,6 +48,7 @@ struct server_pending {
 	const unsigned char	*body;
 	size_t			 len;
 	int64_t			 received_ms;
+	int64_t			 read_ns;	/* monotonic: reply latency */
 	int64_t			 occurred_ms;
 	char			 key[JOURNAL_KEY_MAX];	/* message id or q- */
 	char			 payment_id[WEBHOOK_ID_MAX + 1];
@@ -107,6 +108,7 @@ struct server {
 	struct metric_histogram	 m_commit;
 	struct metric_histogram	 m_batch;
 	struct metric_histogram	 m_fsync;
+	struct metric_histogram	 m_reply;
 	int64_t			 last_warn_ms;
 	uint64_t		 warn_suppressed;
 };
@@ -115,6 +117,9 @@ static const double server_commit_bounds[] = { 0.0001, 0.00025, 0.0005,
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 };
 static const double server_batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128,
     256 };
+/* GOV.UK Pay gives up on an attempt after 3 s (and retries 60 s later). */
+static const double server_reply_bounds[] = { 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3 };
 
 static int64_t
 server_mono_ns(void)
@@ -323,6 +328,7 @@ server_webhook(struct server *s, struct evhttp_request *req, int secret,
 	p->body = body;
 	p->len = len;
 	p->received_ms = util_now_ms();
+	p->read_ns = server_mono_ns();
 	if (webhook_parse(s->parser, (const char *)body, len, &wh,
 	    p->reason) == 0) {
 		memcpy(p->key, wh.message_id, sizeof wh.message_id);
@@ -422,6 +428,7 @@ server_answer(struct server *s, const struct server_pending *p)
 {
 	static const char *names[] = { "accepted", "duplicate", "quarantined" };
 
+	metric_observe(&s->m_reply, (uint64_t)(server_mono_ns() - p->read_ns));
 	switch (p->outcome) {
 	case SERVER_ACCEPTED:
 		server_reply(s, p->req, 200, "OK", "{\"status\":\"accepted\"}",
@@ -669,6 +676,12 @@ server_register_metrics(struct server *s)
 	s->m_batch.scale = 1;
 	metrics_histogram("payhook_journal_commit_batch_size",
 	    "Webhooks per group commit (the _sum is in rows).", &s->m_batch);
+	s->m_reply.bounds = server_reply_bounds;
+	s->m_reply.n = UTIL_ARRAY_LEN(server_reply_bounds);
+	metrics_histogram("payhook_webhook_reply_seconds",
+	    "From a signed webhook's request read to its answer (200, or 503 "
+	    "when it could not be stored): batching, storing and the fsync. "
+	    "GOV.UK Pay gives up on an attempt after 3 s.", &s->m_reply);
 }
 
 struct server *

@@ -32,7 +32,8 @@ TRACKED = ("payhook_http_requests_total", "payhook_webhooks_total",
            "payhook_signature_failures_total",
            "payhook_signature_valid_total",
            "payhook_journal_commit_failures_total",
-           "payhook_journal_commit_seconds_count")
+           "payhook_journal_commit_seconds_count",
+           "payhook_webhook_reply_seconds_count")
 
 # Everything any response must never contain (filled as the test goes).
 NEVER_ECHO = [SECRET.encode(), SECRET2.encode()]
@@ -53,9 +54,15 @@ def mk(n):
 
 def expect_deltas(r, name, before, after, want):
     """want: {metric_key: delta}; every other change in TRACKED is a
-    failure."""
+    failure. A webhook with a valid signature joins a group commit and
+    gets one answer (200, or 503 if it could not be stored): each one adds
+    one reply-latency observation, derived here."""
     got = {k: v for k, v in metrics_delta(before, after).items()
            if k[0] in TRACKED}
+    want = dict(want)
+    want[metric_key("payhook_webhook_reply_seconds_count")] = sum(
+        v for k, v in want.items()
+        if k[0] == "payhook_signature_valid_total")
     want = {k: float(v) for k, v in want.items() if v}
     r.check("%s: metric deltas" % name, got == want,
             "got %s want %s" % (sorted((k[0], sorted(k[1]), v)
@@ -179,6 +186,7 @@ def t_admin_endpoints(r, s):
                      ("payhook_signature_failures_total", "counter"),
                      ("payhook_signature_valid_total", "counter"),
                      ("payhook_journal_commit_seconds", "histogram"),
+                     ("payhook_webhook_reply_seconds", "histogram"),
                      ("payhook_journal_rows", "gauge"),
                      ("payhook_http_connections_active", "gauge"),
                      ("payhook_http_connection_deadlines_total", "counter"),

@@ -194,12 +194,13 @@ def test_dashboard(r, names):
             "payhook_signature_failures_total",
             "payhook_journal_commit_seconds_bucket",
             "payhook_journal_fsync_seconds_bucket",
+            "payhook_webhook_reply_seconds_bucket",
             "payhook_crosscheck_results_total",
             "payhook_crosscheck_seconds_bucket",
             "payhook_events_published_total", "payhook_head_seq",
             "payhook_journal_rows", "payhook_replay_requests_total"}
     r.check("dashboard shows requests, webhooks, signatures, commit/fsync "
-            "latency, cross-check, events, head seq, pending, replay",
+            "and reply latency, cross-check, events, head seq, pending, replay",
             need <= used, need - used)
 
 
