@@ -7,8 +7,18 @@
 -- thread k of T takes lines k, k+T, k+2T...; a thread that runs out starts
 -- its slice again (then ids repeat: done() reports it as "wrapped").
 -- done() prints one line "BENCHJSON {...}" for bench.py to read.
+-- With WRK_PACE_MS=D in the environment each connection waits D ms after
+-- every answer before its next request (wrk's delay(); the wait is not
+-- part of the latency wrk records): a steady load below saturation.
 
 local threads = {}
+
+local pace = tonumber(os.getenv("WRK_PACE_MS") or "")
+if pace ~= nil and pace > 0 then
+   function delay()
+      return pace
+   end
+end
 local counter = 0
 
 function setup(thread)
