@@ -524,6 +524,134 @@ Test(journal, empty_database_is_migrated_to_current_version)
 	sqlite3_close(db);
 }
 
+/* Opcodes of the statement sql on db that are op (EXPLAIN). A read-only
+ * connection compiles an INSERT without its constraint checks: use a
+ * writable one. */
+static int
+peer_count_opcode(sqlite3 *db, const char *sql, const char *op)
+{
+	sqlite3_stmt *st;
+	char *explain = xasprintf("EXPLAIN %s", sql);
+	int n = 0;
+
+	cr_assert_eq(sqlite3_prepare_v2(db, explain, -1, &st, NULL), SQLITE_OK,
+	    "%s: %s", explain, sqlite3_errmsg(db));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (strcmp((const char *)sqlite3_column_text(st, 1), op) == 0)
+			n++;
+	}
+	sqlite3_finalize(st);
+	free(explain);
+	return n;
+}
+
+#define PEER_INSERT "INSERT INTO webhooks (message_id, state, received_ms," \
+	" secret_index, body) VALUES ('x', ?1, 1, 1, x'7b7d')"
+#define OLD_CHECK "CHECK (state IN  (''received'',''checked''," \
+	"''published'',''quarantined''))"
+
+/* Version 2's CHECK (state IN (...)) put back, as a version 2 journal had
+ * it (check is SQL-quoted). */
+static void
+peer_make_version_2(const char *check)
+{
+	sqlite3 *db = peer_open(0);
+	char *sql;
+
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"), 3);
+	sql = xasprintf("PRAGMA writable_schema = ON;"
+	    "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state ="
+	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
+	    " state = ''quarantined'')', '%s') WHERE name = 'webhooks';"
+	    "PRAGMA schema_version = %lld; PRAGMA writable_schema = OFF;"
+	    "PRAGMA user_version = 2", check,
+	    (long long)peer_int(db, "PRAGMA schema_version") + 1);
+	peer_exec(db, sql);
+	free(sql);
+	sqlite3_close(db);
+	db = peer_open(1);
+	cr_assert_eq(peer_int(db, "SELECT instr(sql, 'state IN') > 0 FROM"
+	    " sqlite_schema WHERE name = 'webhooks'"), 1);
+	sqlite3_close(db);
+}
+
+/* Migration 3: the state CHECK is the same rule without IN, which SQLite
+ * evaluated with a temporary index for every row written; rows written
+ * under version 2 stay, nothing else in the schema changes. */
+Test(journal, version_3_state_check_needs_no_temporary_index)
+{
+	struct journal *j;
+	sqlite3 *db;
+	int64_t rows, objects;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	db = peer_open(0);
+	cr_expect_eq(peer_count_opcode(db, PEER_INSERT, "OpenEphemeral"), 0);
+	cr_expect_eq(sqlite3_exec(db, "INSERT INTO webhooks (message_id,"
+	    " state, received_ms, secret_index, body) VALUES ('y', 'gone', 1,"
+	    " 1, x'7b7d')", NULL, NULL, NULL), SQLITE_CONSTRAINT,
+	    "the CHECK still refuses an unknown state");
+	cr_expect_eq(sqlite3_extended_errcode(db), SQLITE_CONSTRAINT_CHECK);
+	sqlite3_close(db);
+
+	/* Back to version 2's text, rows written under it; then reopened. */
+	peer_make_version_2(OLD_CHECK);
+	db = peer_open(0);
+	cr_expect_gt(peer_count_opcode(db, PEER_INSERT, "OpenEphemeral"), 0,
+	    "version 2's CHECK builds a temporary index per row");
+	sqlite3_close(db);
+	db = peer_open(0);
+	peer_exec(db, "INSERT INTO webhooks (message_id, state, received_ms,"
+	    " secret_index, body) VALUES ('old-1', 'received', 1, 1, x'7b7d'),"
+	    " ('old-2', 'quarantined', 2, 1, x'00')");
+	rows = peer_int(db, "SELECT count(*) FROM webhooks");
+	objects = peer_int(db, "SELECT count(*) FROM sqlite_schema");
+	sqlite3_close(db);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	fill(j, "v3-", 5, NOW_MS);
+	journal_free(j);
+	db = peer_open(0);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_expect_eq(peer_int(db, "SELECT instr(sql, 'CHECK (state ="
+	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
+	    " state = ''quarantined'')') > 0 AND instr(sql, 'state IN') = 0"
+	    " FROM sqlite_schema WHERE name = 'webhooks'"), 1);
+	cr_expect_eq(peer_count_opcode(db, PEER_INSERT, "OpenEphemeral"), 0);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM webhooks"), rows + 5);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE"
+	    " message_id IN ('old-1', 'old-2')"), 2);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM sqlite_schema"),
+	    objects);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM pragma_integrity_check"
+	    " WHERE integrity_check = 'ok'"), 1);
+	sqlite3_close(db);
+}
+
+/* A version 2 journal whose CHECK is not the one payhook wrote (edited by
+ * hand) is left as it is: migrated to 3 with a warning, still working. */
+Test(journal, version_3_leaves_an_unexpected_state_check_alone)
+{
+	struct journal *j;
+	sqlite3 *db;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	peer_make_version_2("CHECK (state IN (''received'',''checked'',"
+	    "''published'',''quarantined'',''archived''))");
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	fill(j, "w-", 3, NOW_MS);
+	journal_free(j);
+	db = peer_open(1);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_expect_eq(peer_int(db, "SELECT instr(sql, '''archived''') > 0 FROM"
+	    " sqlite_schema WHERE name = 'webhooks'"), 1);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 3);
+	sqlite3_close(db);
+}
+
 Test(journal, version_zero_database_keeps_old_tables_when_migrated)
 {
 	struct journal *j;
@@ -879,7 +1007,7 @@ Test(journal, open_reader_does_not_block_the_writer)
 Test(journal, free_null_is_a_no_op)
 {
 	journal_free(NULL);
-	cr_assert_eq(journal_schema_version(), 2);
+	cr_assert_eq(journal_schema_version(), 3);
 }
 
 /* Timing of 10,000 rows of 1.5 KB in batches of 64; shown with --verbose. */
