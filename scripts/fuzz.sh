@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 build=${FUZZ_BUILD:-build-fuzz}
-targets=${FUZZ_TARGETS:-"webhook json signature config replay verdict"}
+targets=${FUZZ_TARGETS:-"webhook json signature config replay verdict normalise"}
 
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DPAYHOOK_FUZZ=ON -DPAYHOOK_TESTS=OFF >/dev/null
@@ -27,7 +27,7 @@ summary=""
 for t in $targets; do
 	bin=$dir/fuzz_$t
 	case $t in
-	webhook|json|verdict) dict=tests/fuzz/json.dict ;;
+	webhook|json|verdict|normalise) dict=tests/fuzz/json.dict ;;
 	*) dict=tests/fuzz/$t.dict ;;
 	esac
 	case $t in
