@@ -315,6 +315,31 @@ webhook_clear_queue(struct webhook *wh)
 	wh->qhead = wh->qtail = NULL;
 }
 
+/* Deliveries still waiting out --webhook-jitter-ms were never sent: they
+ * are forgotten with the queue (their messages by the caller). */
+static void
+webhook_drop_waiting(struct webhook *wh)
+{
+	struct wh_send *s, *next;
+
+	for (s = wh->sends; s != NULL; s = next) {
+		next = s->next;
+		if (s->wait == NULL)
+			continue;
+		event_free(s->wait);
+		if (s->prev != NULL)
+			s->prev->next = s->next;
+		else
+			wh->sends = s->next;
+		if (s->next != NULL)
+			s->next->prev = s->prev;
+		wh->inflight--;
+		if (s->msg->orphan && --s->msg->refs == 0)
+			webhook_msg_free(s->msg);
+		free(s);
+	}
+}
+
 void
 webhook_reset(struct webhook *wh)
 {
@@ -323,6 +348,7 @@ webhook_reset(struct webhook *wh)
 
 	sched_drop_kinds(wh->sim->sched, 1u << SCHED_WEBHOOK);
 	webhook_clear_queue(wh);
+	webhook_drop_waiting(wh);
 	for (m = wh->head; m != NULL; m = m->next)
 		m->refs = 0;
 	for (s = wh->sends; s != NULL; s = s->next)

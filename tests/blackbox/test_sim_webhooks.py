@@ -145,6 +145,24 @@ with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
                 for m in sim.webhook_log()), "jitter: one attempt each")
     c.eq(rx.max_active <= 20, True, "jitter: still at most 20 in flight")
 
+# --- a reset forgets deliveries still waiting out their jitter -------------
+with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
+        "--webhook-jitter-ms", "2500", "--seed", "5",
+        "--webhook-events", "card_payment_succeeded"]) as sim:
+    pids = [sim.create()["payment_id"] for _ in range(5)]
+    for pid in pids:
+        sim.pay(pid)
+    c.eq(sim.ctl("POST", "/reset").status, 200, "jitter: reset")
+    time.sleep(3.0)
+    c.eq(rx.count(), 0, "jitter: nothing sent after the reset")
+    pid = sim.create()["payment_id"]
+    sim.pay(pid)
+    c.check(wait_for(lambda: rx.count() >= 1, 6),
+            "jitter: a new delivery after the reset still goes out")
+    c.eq({msg_id(r["body"]) for r in rx.snapshot()},
+         {m["webhook_message_id"] for m in sim.webhook_log()},
+         "jitter: only the new message")
+
 # --- duplicates ------------------------------------------------------------
 with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
         "--duplicate-rate", "1", "--seed", "7",
