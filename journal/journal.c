@@ -343,7 +343,7 @@ journal_migrate_state_check(sqlite3 *db, char **cause)
 	sqlite3_stmt *st = NULL;
 	int64_t version;
 	size_t n = 0;
-	int ok;
+	int ok, quoted = 0;
 
 	if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_schema WHERE type ="
 	    " 'table' AND name = 'webhooks'", -1, &st, NULL) == SQLITE_OK &&
@@ -360,7 +360,9 @@ journal_migrate_state_check(sqlite3 *db, char **cause)
 	if ((a = strstr(old, head)) != NULL && (b = strstr(a, "))")) != NULL) {
 		for (c = a + sizeof head - 1; c <= b &&
 		    n < sizeof squeezed - 1; c++) {
-			if (*c != ' ')
+			if (*c == '\'')
+				quoted = !quoted;
+			if (*c != ' ' || quoted)	/* spaces between names */
 				squeezed[n++] = *c;
 		}
 	}

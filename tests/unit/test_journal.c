@@ -652,6 +652,27 @@ Test(journal, version_3_leaves_an_unexpected_state_check_alone)
 	sqlite3_close(db);
 }
 
+/* Spaces inside a quoted state name are part of the rule: not the CHECK
+ * payhook wrote, so left alone. */
+Test(journal, version_3_keeps_spaces_inside_quoted_names)
+{
+	struct journal *j;
+	sqlite3 *db;
+
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	peer_make_version_2("CHECK (state IN (''rec eived'',''checked'',"
+	    "''published'',''quarantined''))");
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	db = peer_open(1);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_expect_eq(peer_int(db, "SELECT instr(sql, '''rec eived''') > 0 FROM"
+	    " sqlite_schema WHERE name = 'webhooks'"), 1);
+	sqlite3_close(db);
+}
+
 Test(journal, version_zero_database_keeps_old_tables_when_migrated)
 {
 	struct journal *j;
