@@ -315,6 +315,19 @@ webhook_clear_queue(struct webhook *wh)
 	wh->qhead = wh->qtail = NULL;
 }
 
+/* Take s off the deliveries in flight (the caller frees it). */
+static void
+webhook_unlink_send(struct webhook *wh, struct wh_send *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		wh->sends = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	wh->inflight--;
+}
+
 /* Deliveries still waiting out --webhook-jitter-ms were never sent: they
  * are forgotten with the queue (their messages by the caller). */
 static void
@@ -327,13 +340,7 @@ webhook_drop_waiting(struct webhook *wh)
 		if (s->wait == NULL)
 			continue;
 		event_free(s->wait);
-		if (s->prev != NULL)
-			s->prev->next = s->next;
-		else
-			wh->sends = s->next;
-		if (s->next != NULL)
-			s->next->prev = s->prev;
-		wh->inflight--;
+		webhook_unlink_send(wh, s);
 		if (s->msg->orphan && --s->msg->refs == 0)
 			webhook_msg_free(s->msg);
 		free(s);
@@ -582,13 +589,7 @@ webhook_send_done(struct wh_send *s, int status)
 	webhook_record(wh, s, status);
 	if (s->conn != NULL)
 		webhook_bury(wh, s->conn);
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		wh->sends = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	wh->inflight--;
+	webhook_unlink_send(wh, s);
 	if (--s->msg->refs == 0 && s->msg->orphan)
 		webhook_msg_free(s->msg);
 	free(s);
