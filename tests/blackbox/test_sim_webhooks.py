@@ -19,6 +19,12 @@ def msg_id(body):
     return json.loads(body)["webhook_message_id"]
 
 
+def pay_new(sim, n):
+    """n new payments, each paid: one card_payment_succeeded each."""
+    for _ in range(n):
+        sim.pay(sim.create()["payment_id"])
+
+
 # --- retry schedule: 500, 500, then 200, at 60 s and 5 min scaled -------
 SCALE = 120.0  # 60 s -> 0.5 s: 100 ms of slack for a loaded machine
 fails = {}
@@ -111,9 +117,7 @@ def hold(i, body, headers):
 with Receiver(hold) as rx, Sim(webhook_url=rx.url, extra=[
         "--webhook-timeout-ms", "20000",
         "--webhook-events", "card_payment_succeeded"]) as sim:
-    pids = [sim.create()["payment_id"] for _ in range(30)]
-    for pid in pids:
-        sim.pay(pid)
+    pay_new(sim, 30)
     c.check(wait_for(lambda: rx.active >= 20, 10), "20 deliveries open")
     time.sleep(0.4)
     c.eq(rx.max_active, 20, "never more than 20 in flight")
@@ -128,9 +132,7 @@ with Receiver(hold) as rx, Sim(webhook_url=rx.url, extra=[
 with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
         "--webhook-jitter-ms", "300", "--seed", "11",
         "--webhook-events", "card_payment_succeeded"]) as sim:
-    pids = [sim.create()["payment_id"] for _ in range(40)]
-    for pid in pids:
-        sim.pay(pid)
+    pay_new(sim, 40)
     c.check(wait_for(lambda: rx.count() >= 40, 10), "jitter: all 40 delivered")
     time.sleep(0.4)
     emitted = [m["webhook_message_id"] for m in sim.webhook_log()]
@@ -149,14 +151,11 @@ with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
 with Receiver() as rx, Sim(webhook_url=rx.url, extra=[
         "--webhook-jitter-ms", "2500", "--seed", "5",
         "--webhook-events", "card_payment_succeeded"]) as sim:
-    pids = [sim.create()["payment_id"] for _ in range(5)]
-    for pid in pids:
-        sim.pay(pid)
+    pay_new(sim, 5)
     c.eq(sim.ctl("POST", "/reset").status, 200, "jitter: reset")
     time.sleep(3.0)
     c.eq(rx.count(), 0, "jitter: nothing sent after the reset")
-    pid = sim.create()["payment_id"]
-    sim.pay(pid)
+    pay_new(sim, 1)
     c.check(wait_for(lambda: rx.count() >= 1, 6),
             "jitter: a new delivery after the reset still goes out")
     c.eq({msg_id(r["body"]) for r in rx.snapshot()},
