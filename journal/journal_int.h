@@ -36,6 +36,8 @@ struct journal {
 	sqlite3		*ckpt_db;	/* checkpointer thread's connection */
 	pthread_t	 ckpt_thread;
 	int		 ckpt_started;
+	int		 ckpt_synced;	/* WAL frames copied and synced so far
+					   (checkpointer thread only) */
 	int		 sync_inited;
 	pthread_mutex_t	 lock;		/* protects stop and nudged */
 	pthread_cond_t	 cond;
