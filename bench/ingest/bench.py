@@ -595,11 +595,13 @@ def write_results(b, out_path):
         L("### Latency at a steady load")
         L("")
         L("The table above is at saturation, where by construction every "
-          "request queues. Here the same %d connections each wait D ms after "
-          "every answer before sending again (`WRK_PACE_MS=D`, wrk's "
-          "`delay()`; the wait is not counted in the latency), so the "
-          "offered load stays below what the server can take; %d s per run, "
-          "a fresh payhook for each. \"payhook's own view\" is "
+          "request queues. Here the same %d connections each wait a random "
+          "time after every answer before sending again, exponentially "
+          "distributed with mean D (`WRK_PACE_MS=D`, wrk's `delay()`; the "
+          "wait is not counted in the latency), so the offered load stays "
+          "below what the server can take and the connections send "
+          "independently of each other, as GOV.UK Pay's senders do; %d s "
+          "per run, a fresh payhook for each. \"payhook's own view\" is "
           "`payhook_webhook_reply_seconds`: from the request read to the "
           "answer, without the sockets and wrk's scheduling." %
           (a.connections, a.paced_duration))
@@ -712,9 +714,10 @@ def main():
                     help="pre-signed webhooks (default duration x 80k)")
     ap.add_argument("--profile", action="store_true",
                     help="also profile payhook with perf under the load")
-    ap.add_argument("--paces", default="12,4",
-                    help="steady loads: each connection waits D ms after "
-                    "every answer (comma-separated D; empty: none)")
+    ap.add_argument("--paces", default="12,4,2",
+                    help="steady loads: each connection waits on average "
+                    "D ms (exponentially distributed) after every answer "
+                    "(comma-separated D; empty: none)")
     ap.add_argument("--paced-duration", type=int, default=10)
     ap.add_argument("--pause", type=float, default=3.0,
                     help="seconds between runs")

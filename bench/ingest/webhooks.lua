@@ -7,16 +7,22 @@
 -- thread k of T takes lines k, k+T, k+2T...; a thread that runs out starts
 -- its slice again (then ids repeat: done() reports it as "wrapped").
 -- done() prints one line "BENCHJSON {...}" for bench.py to read.
--- With WRK_PACE_MS=D in the environment each connection waits D ms after
--- every answer before its next request (wrk's delay(); the wait is not
--- part of the latency wrk records): a steady load below saturation.
+-- With WRK_PACE_MS=D in the environment each connection waits on average
+-- D ms after every answer before its next request (wrk's delay(); the wait
+-- is not part of the latency wrk records): a steady load below saturation.
 
 local threads = {}
 
+-- The wait is random, exponentially distributed with mean D (rounded to
+-- whole ms, wrk's unit): the 64 connections then send independently of
+-- each other, as GOV.UK Pay's senders do. A fixed D would keep the
+-- connections answered by one group commit in step for the whole run,
+-- arriving together every D ms, so every request would queue behind a
+-- burst that real traffic does not have.
 local pace = tonumber(os.getenv("WRK_PACE_MS") or "")
 if pace ~= nil and pace > 0 then
    function delay()
-      return pace
+      return math.floor(-pace * math.log(1 - math.random()) + 0.5)
    end
 end
 local counter = 0
@@ -34,6 +40,7 @@ local head, p0, p1, p2, p3
 function init(args)
    local dir = args[1] or error("usage: wrk -tT ... -s webhooks.lua URL -- DIR T")
    local nthreads = tonumber(args[2] or "1")
+   math.randomseed(1000 + tid)	-- each thread its own waits, same every run
    local f = assert(io.open(dir .. "/template.json", "rb"))
    local tpl = f:read("*l")
    f:close()
