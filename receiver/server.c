@@ -703,6 +703,10 @@ server_new(struct event_base *base, const struct config *cfg,
 	    NULL || (s->sync_ev = event_new(base, -1, 0, server_sync_cb, s)) ==
 	    NULL)
 		abort();
+	/* Answering what is durable goes before reading more: on a loop with
+	 * priorities (payhook serve) it runs first in the next pass, instead
+	 * of behind every connection that became readable meanwhile. */
+	event_priority_set(s->sync_ev, 0);
 	TAILQ_INIT(&s->waiting);
 	TAILQ_INIT(&s->spare);
 	evhttp_set_max_body_size(s->http, cfg->max_body_bytes);
