@@ -33,6 +33,9 @@
 #define JOURNAL_WAL_NUDGE_BYTES	(4 * 1024 * 1024) /* checkpoint early */
 #define JOURNAL_WAL_RESTART_BYTES (64 * 1024 * 1024) /* force a WAL reset */
 #define JOURNAL_MIN_PAGES	16	/* smallest accepted max_bytes */
+#define JOURNAL_PAGE		8192	/* page size of a new journal */
+#define JOURNAL_SMALL_PAGE	4096	/* ... under a cap below: */
+#define JOURNAL_SMALL_CAP	((int64_t)16 * 1024 * 1024)
 #define JOURNAL_PRUNE_BATCH	1000	/* rows per DELETE statement */
 #define JOURNAL_PRUNE_BUDGET_MS	20	/* per journal_prune() call */
 
@@ -484,7 +487,21 @@ journal_setup_writer(struct journal *j, const struct journal_config *cfg,
 	int64_t page_size, pages, got, restart, nudge;
 	const char *sync;
 
-	if (journal_query(j->db, "PRAGMA journal_mode = WAL", NULL, mode,
+	/*
+	 * A new journal gets 8 KB pages: a webhook row (~1.7 KB) and its
+	 * event (~1.5 KB) fill them with less slack and fewer frames and
+	 * b-tree pages per commit than 4 KB (ingest under load: +5-8 %
+	 * webhooks/s, less time storing each batch). Under a small size cap
+	 * it keeps 4 KB pages: the schema alone takes a page per table and
+	 * index, which would leave a 128 KB journal almost no room. It must
+	 * come before the first write (WAL mode writes the header); on an
+	 * existing journal SQLite ignores it and the page size stays.
+	 */
+	xsnprintf(sql, sizeof sql, "PRAGMA page_size = %d",
+	    cfg->max_bytes > 0 && cfg->max_bytes < JOURNAL_SMALL_CAP ?
+	    JOURNAL_SMALL_PAGE : JOURNAL_PAGE);
+	if (journal_exec(j->db, sql, "page size", cause) != 0 ||
+	    journal_query(j->db, "PRAGMA journal_mode = WAL", NULL, mode,
 	    sizeof mode, cause) != 0)
 		return -1;
 	if (strcmp(mode, "wal") != 0) {

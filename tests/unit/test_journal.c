@@ -524,6 +524,49 @@ Test(journal, empty_database_is_migrated_to_current_version)
 	sqlite3_close(db);
 }
 
+/* A new journal is made with 8 KB pages (4 KB under a small size cap); one
+ * made before (4 KB, SQLite's default) keeps its pages and its rows, and
+ * takes new ones. */
+Test(journal, new_journals_get_8k_pages_older_ones_keep_theirs)
+{
+	struct journal_entry e;
+	struct journal *j;
+	sqlite3 *db;
+	char *cause = NULL;
+
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	journal_free(j);
+	db = peer_open(1);
+	cr_expect_eq(peer_int(db, "PRAGMA page_size"), 8192);
+	sqlite3_close(db);
+
+	/* Under a small cap the schema's pages would eat it: 4 KB. */
+	nftw(statedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 128 * 1024, 0);
+	journal_free(j);
+	db = peer_open(1);
+	cr_expect_eq(peer_int(db, "PRAGMA page_size"), 4096);
+	sqlite3_close(db);
+
+	nftw(statedir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	cr_assert_eq(mkdir(statedir, 0700), 0);
+	db = peer_open(0);	/* a version 0 file with 4 KB pages */
+	peer_exec(db, "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL;"
+	    " CREATE TABLE keep (x)");
+	sqlite3_close(db);
+	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	e = entry("after-upgrade", 1000);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	journal_free(j);
+	db = peer_open(1);
+	cr_expect_eq(peer_int(db, "PRAGMA page_size"), 4096);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM webhooks"), 1);
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM keep"), 0);
+	sqlite3_close(db);
+}
+
 /* Opcodes of the statement sql on db that are op (EXPLAIN). A read-only
  * connection compiles an INSERT without its constraint checks: use a
  * writable one. */
