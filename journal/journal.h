@@ -97,6 +97,10 @@ struct metric_histogram;
 typedef void (*journal_sync_fn)(void *arg);
 /* Add (fn non-NULL) or remove (fn NULL, same arg) a sync listener. */
 void	journal_sync_listen(struct journal *, journal_sync_fn, void *arg);
+/* Call fn (NULL: no one) on the checkpointer thread each time it lets go
+ * of the write lock it held to start the WAL over: a group commit that met
+ * that lock can go again at once rather than after its retry timer. */
+void	journal_lock_listen(struct journal *, journal_sync_fn, void *arg);
 /* Record every WAL fdatasync's latency in h (may be NULL). */
 void	journal_sync_histogram(struct journal *, struct metric_histogram *h);
 int	journal_commit_deferred(struct journal *, uint64_t *ticket,

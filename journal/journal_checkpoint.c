@@ -93,12 +93,26 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 		j->ckpt_synced = 0;
 		log_debug("journal_wal_restart", "wal_frames=%d header=%s", nlog,
 		    header ? "synced_here" : "left_to_the_writer");
-		return;
+	} else {
+		atomic_store(&j->wal_dirty, 1);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			log_warn("journal_wal_restart_failed", "error=\"%s\" "
+			    "code=%d", sqlite3_errmsg(j->ckpt_db), rc);
 	}
-	atomic_store(&j->wal_dirty, 1);
-	if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
-		log_warn("journal_wal_restart_failed", "error=\"%s\" code=%d",
-		    sqlite3_errmsg(j->ckpt_db), rc);
+	/* The write lock is free again: whoever met it may go on. */
+	pthread_mutex_lock(&j->lock);
+	if (j->lock_fn != NULL)
+		j->lock_fn(j->lock_arg);
+	pthread_mutex_unlock(&j->lock);
+}
+
+void
+journal_lock_listen(struct journal *j, journal_sync_fn fn, void *arg)
+{
+	pthread_mutex_lock(&j->lock);
+	j->lock_fn = fn;
+	j->lock_arg = arg;
+	pthread_mutex_unlock(&j->lock);
 }
 
 /*

@@ -39,10 +39,12 @@ struct journal {
 	int		 ckpt_synced;	/* WAL frames copied and synced so far
 					   (checkpointer thread only) */
 	int		 sync_inited;
-	pthread_mutex_t	 lock;		/* protects stop and nudged */
+	pthread_mutex_t	 lock;		/* protects stop, nudged, lock_fn */
 	pthread_cond_t	 cond;
 	int		 stop;
 	int		 nudged;
+	void		(*lock_fn)(void *);	/* journal_lock_listen() */
+	void		*lock_arg;
 	atomic_int	 wal_dirty;	/* commits since the last checkpoint */
 	_Atomic uint64_t checkpoints;
 	_Atomic uint64_t restarts;	/* RESTART checkpoints that worked */

@@ -571,6 +571,16 @@ server_sync_notify(void *arg)
 	event_active(s->sync_ev, EV_TIMEOUT, 0);
 }
 
+/* The checkpointer let go of the write lock (on its thread): a batch
+ * waiting out SERVER_BUSY_RETRY_MS tries again now. */
+static void
+server_lock_notify(void *arg)
+{
+	struct server *s = arg;
+
+	event_active(s->commit_ev, EV_TIMEOUT, 0);
+}
+
 static void
 server_sync_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -752,6 +762,7 @@ server_free(struct server *s)
 	s->freeing = 1;
 	if (s->journal != NULL) {
 		journal_sync_listen(s->journal, NULL, s);
+		journal_lock_listen(s->journal, NULL, NULL);
 		journal_sync_histogram(s->journal, NULL);
 		server_commit_cb(-1, 0, s);
 		/* Answer what is stored once it is durable: nothing owed. */
@@ -783,6 +794,7 @@ server_attach_journal(struct server *s, struct journal *journal)
 {
 	s->journal = journal;
 	journal_sync_listen(journal, server_sync_notify, s);
+	journal_lock_listen(journal, server_lock_notify, s);
 	journal_sync_histogram(journal, &s->m_fsync);
 }
 

@@ -563,8 +563,17 @@ put_body(struct journal *j, const char *id, int64_t received_ms,
 	    cause ? cause : "");
 }
 
+static atomic_int lock_notes;
+
+static void
+count_lock_note(void *arg)
+{
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
 /* After a RESTART checkpoint the checkpointer itself writes (and syncs) the
- * new WAL header, so the next group commit on the event loop does not. */
+ * new WAL header, so the next group commit on the event loop does not; and
+ * it says when it has let go of the write lock (journal_lock_listen). */
 Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 {
 	struct journal_config jc = { .dir = dir,
@@ -578,6 +587,7 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 
 	j = journal_open(&jc, &cause);
 	cr_assert_not_null(j, "%s", cause ? cause : "");
+	journal_lock_listen(j, count_lock_note, &lock_notes);
 	memset(body, 'x', sizeof body);
 	cr_assert_eq(journal_begin(j, &cause), 0);
 	for (k = 0; k < 300; k++) {	/* ~450 KB: past the restart size */
@@ -593,6 +603,13 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 	cr_assert_gt(journal_wal_restarts(j), 0, "no RESTART checkpoint");
 	cr_expect_gt(wal_header_seq(dir), before, "the WAL header was not "
 	    "rewritten by the checkpointer");
+	/* Told after each RESTART (counted before the note: wait for it). */
+	deadline = util_mono_ms() + 5000;
+	while (atomic_load(&lock_notes) == 0 && util_mono_ms() < deadline)
+		usleep(2000);
+	cr_expect_gt(atomic_load(&lock_notes), 0, "the lock's release was "
+	    "not announced");
+	journal_lock_listen(j, NULL, NULL);
 	journal_free(j);
 }
 
