@@ -863,9 +863,10 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 	 * then ~90 KB more, whose WAL hook nudges the checkpointer; that pass
 	 * can copy only up to the reader's snapshot. If the row was copied
 	 * before the reader came (its commit crossed a nudge), there is
-	 * nothing to copy and the round proves nothing: go again.
+	 * nothing to copy, or no pass at all, and the round proves nothing:
+	 * go again.
 	 */
-	for (round = 0; round < 5 && !copied; round++) {
+	for (round = 0; round < 8 && !copied; round++) {
 		checkpointer_settle(j);
 		cr_assert_eq(journal_begin(j, &cause), 0);
 		xsnprintf(id, sizeof id, "before-%d", round);
@@ -875,6 +876,8 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 		    SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 		cr_assert_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
 		    "webhooks", NULL, NULL, NULL), SQLITE_OK);
+		/* A pass the row's own commit started ends first. */
+		checkpointer_settle(j);
 		writes = atomic_load(&count_db_writes);
 		passes = journal_checkpoints(j);
 
@@ -884,17 +887,20 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 			put_body(j, id, k, body, sizeof body);
 		}
 		cr_assert_eq(journal_commit(j, &cause), 0);
-		deadline = util_mono_ms() + 10000;
+		/* No pass is counted if it met the reader's lock: when the row
+		 * was copied before the reader came, SQLite lets the reader
+		 * read the database file alone, and a checkpoint then waits. */
+		deadline = util_mono_ms() + 3000;
 		while (journal_checkpoints(j) == passes &&
 		    util_mono_ms() < deadline)
 			usleep(2000);
-		cr_assert_gt(journal_checkpoints(j), passes, "not nudged");
 		/* The pass is counted before its sync: give that a moment. */
 		deadline = util_mono_ms() + 2000;
 		while (atomic_load(&count_db_dirty) &&
 		    util_mono_ms() < deadline)
 			usleep(2000);
-		if (atomic_load(&count_db_writes) > writes) {
+		if (journal_checkpoints(j) > passes &&
+		    atomic_load(&count_db_writes) > writes) {
 			copied = 1;
 			cr_expect_eq(atomic_load(&count_db_dirty), 0, "pages "
 			    "copied into the database file were left unsynced");
