@@ -441,8 +441,7 @@ publisher_mark(struct publisher *p, int64_t upto)
 
 	if (upto <= p->confirmed)
 		return;
-	if (journal_mark_published(p->journal, upto, util_now_ms(),
-	    &cause) != 0) {
+	if (journal_mark_published(p->journal, upto, &cause) != 0) {
 		if (journal_was_busy(p->journal))	/* a checkpoint, briefly */
 			log_debug("publisher_mark_busy", "upto=%lld",
 			    (long long)upto);

@@ -98,6 +98,19 @@ static const char *journal_migrations[] = {
 	" WHERE seq IS NOT NULL;",
 	/* 3: the state CHECK without IN (journal_migrate_state_check). */
 	"",
+	/*
+	 * 4: events are sent in seq order, so what was sent is a prefix: one
+	 * watermark row says how far, instead of an UPDATE of every event row
+	 * sent (which wrote each event's pages to the WAL a second time) and
+	 * the partial index that found the unsent ones. Starts just below the
+	 * first event not yet marked (all of them if none is left).
+	 */
+	"CREATE TABLE events_sent (id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" upto INTEGER NOT NULL);"
+	"INSERT INTO events_sent (id, upto) VALUES (1, coalesce("
+	" (SELECT min(seq) - 1 FROM events WHERE published_ms IS NULL),"
+	" (SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0));"
+	"DROP INDEX events_unsent;",
 };
 
 static const char *journal_state_names[JOURNAL_NSTATES] = {

@@ -234,11 +234,12 @@ enum journal_put_result journal_put_event(struct journal *,
 /* Events assigned but not yet confirmed sent with seq > after, in order. */
 int	journal_unsent_events(struct journal *, int64_t after, size_t max,
 	    struct journal_event **events, size_t *n, char **cause);
-/* Events up to seq were sent on the live feed: mark them. Never waits for
- * another connection's lock (then -1 with journal_was_busy()). */
+/* Events up to seq were sent on the live feed: move the events_sent
+ * watermark there (never back). Never waits for another connection's lock
+ * (then -1 with journal_was_busy()). */
 int	journal_mark_published(struct journal *, int64_t upto_seq,
-	    int64_t now_ms, char **cause);
-/* Highest seq assigned (0 if none); highest seq marked published. */
+	    char **cause);
+/* Highest seq assigned (0 if none); the sent watermark. */
 int	journal_head_seq(struct journal *, int64_t *assigned,
 	    int64_t *published, char **cause);
 

@@ -204,10 +204,10 @@ ja_status_read(struct journal_admin *ja, struct journal_status *s,
 	return ja_int(ja->db, "SELECT coalesce((SELECT seq FROM"
 	    " sqlite_sequence WHERE name = 'events'), 0)", 0, &s->head_seq,
 	    cause) != 0 ||
-	    ja_int(ja->db, "SELECT max(seq) FROM events WHERE published_ms IS"
-	    " NOT NULL", 0, &s->published_seq, cause) != 0 ||
-	    ja_int(ja->db, "SELECT count(*) FROM events WHERE published_ms IS"
-	    " NULL", 0, &s->unsent_events, cause) != 0 ||
+	    ja_int(ja->db, "SELECT upto FROM events_sent", 0,
+	    &s->published_seq, cause) != 0 ||
+	    ja_int(ja->db, "SELECT count(*) FROM events WHERE seq > (SELECT"
+	    " upto FROM events_sent)", 0, &s->unsent_events, cause) != 0 ||
 	    ja_int(ja->db, "SELECT min(received_ms) FROM webhooks WHERE state"
 	    " IN ('received','checked')", 0, &s->oldest_pending_ms,
 	    cause) != 0 ||
@@ -678,7 +678,8 @@ journal_recent_events(struct journal *j, size_t max,
 		return 0;
 	if (sqlite3_prepare_v2(j->db, "SELECT e.seq, e.topic, w.message_id,"
 	    " w.event_type, w.resource_id, w.verdict, w.received_ms,"
-	    " e.published_ms IS NOT NULL FROM events e LEFT JOIN webhooks w"
+	    " e.seq <= (SELECT upto FROM events_sent) FROM events e"
+	    " LEFT JOIN webhooks w"
 	    " ON w.id = e.row_id ORDER BY e.seq DESC LIMIT ?1", -1, &st,
 	    NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, (sqlite3_int64)max) != SQLITE_OK) {

@@ -64,22 +64,24 @@ static const char *journal_pipe_sql[PIPE_NSTMTS] = {
 	[PIPE_ADD_EVENT] = "INSERT INTO events (row_id, topic, json,"
 	    " created_ms) VALUES (?1, ?2, ?3, ?4)",
 	/* One rewrite of the row: it is published once its event (seq) is
-	 * durable; sending is tracked on the small events row, and a crash
-	 * before the send resends the stored event under the same seq. */
+	 * durable; sending is tracked by the events_sent watermark, and a
+	 * crash before the send resends the stored event under the same seq. */
 	[PIPE_SET_SEQ] = "UPDATE webhooks SET seq = ?2, published_ms = ?3,"
 	    " state = CASE state WHEN 'checked' THEN 'published'"
 	    " ELSE state END WHERE id = ?1 AND seq IS NULL",
+	/* Sent events are a prefix of seq order: events_sent.upto. */
 	[PIPE_UNSENT] = "SELECT seq, row_id, topic, json FROM events"
-	    " WHERE published_ms IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
-	[PIPE_MARK_EVENTS] = "UPDATE events SET published_ms = ?1"
-	    " WHERE published_ms IS NULL AND seq <= ?2",
+	    " WHERE seq > max(?1, (SELECT upto FROM events_sent))"
+	    " ORDER BY seq LIMIT ?2",
+	[PIPE_MARK_EVENTS] = "UPDATE events_sent SET upto = ?1"
+	    " WHERE id = 1 AND upto < ?1",
 	[PIPE_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
 	    " WHERE name = 'events'), 0)",
-	[PIPE_HEAD_PUBLISHED] = "SELECT coalesce((SELECT seq FROM events"
-	    " WHERE published_ms IS NOT NULL ORDER BY seq DESC LIMIT 1), 0)",
+	[PIPE_HEAD_PUBLISHED] = "SELECT coalesce((SELECT upto FROM"
+	    " events_sent), 0)",
 	[PIPE_PRUNE_EVENTS] = "DELETE FROM events WHERE seq IN (SELECT seq"
-	    " FROM events WHERE created_ms < ?1 AND published_ms IS NOT NULL"
-	    " ORDER BY seq LIMIT 1000)",
+	    " FROM events WHERE created_ms < ?1"
+	    " AND seq <= (SELECT upto FROM events_sent) ORDER BY seq LIMIT 1000)",
 };
 
 struct journal_pipe {
@@ -588,8 +590,7 @@ journal_unsent_events(struct journal *j, int64_t after, size_t max,
 }
 
 int
-journal_mark_published(struct journal *j, int64_t upto_seq, int64_t now_ms,
-    char **cause)
+journal_mark_published(struct journal *j, int64_t upto_seq, char **cause)
 {
 	sqlite3_stmt *events;
 	int own, ok;
@@ -599,8 +600,7 @@ journal_mark_published(struct journal *j, int64_t upto_seq, int64_t now_ms,
 	/* Never waits: marks are retried later (journal_was_busy). */
 	if (journal_pipe_begin_mode(j, 1, &own, cause) != 0)
 		return -1;
-	sqlite3_bind_int64(events, 1, now_ms);
-	sqlite3_bind_int64(events, 2, upto_seq);
+	sqlite3_bind_int64(events, 1, upto_seq);
 	ok = sqlite3_step(events) == SQLITE_DONE;
 	journal_done(events);
 	if (!ok)

@@ -34,8 +34,8 @@ def make_log(svc, feed, replay):
                                 for i in range(N)])
     assert all(s == 200 for s in st), st
     phtest.wait_for(lambda: svc.rows("SELECT count(*) FROM events WHERE "
-                                     "published_ms IS NOT NULL")[0][0] == N,
-                    20)
+                                     "seq <= (SELECT upto FROM "
+                                     "events_sent)")[0][0] == N, 20)
     p = subprocess.run([phtest.BIN, "audit", "--out", d, "--feed", feed,
                         "--replay", replay, "--rotate-bytes", "8000",
                         "--idle-exit", "800"], capture_output=True,

@@ -569,8 +569,8 @@ class World:
                 r = self.svc.rows(
                     "SELECT (SELECT count(*) FROM webhooks WHERE state IN "
                     "('received','checked')), (SELECT count(*) FROM events "
-                    "WHERE published_ms IS NULL), (SELECT max(seq) FROM "
-                    "events)")[0]
+                    "WHERE seq > (SELECT upto FROM events_sent)), (SELECT "
+                    "max(seq) FROM events)")[0]
             except sqlite3.Error:
                 return None
             return r if r[0] == 0 and r[1] == 0 else None
@@ -748,8 +748,8 @@ def journal_snapshot(svc):
             counts = dict(db.execute(
                 "SELECT state, count(*) FROM webhooks GROUP BY state"))
             counts["unsent"] = db.execute(
-                "SELECT count(*) FROM events WHERE published_ms IS NULL"
-            ).fetchone()[0]
+                "SELECT count(*) FROM events WHERE seq > (SELECT upto "
+                "FROM events_sent)").fetchone()[0]
         return [r[0] for r in integ], counts
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -786,8 +786,8 @@ def sc_kills(t, rng):
                             n = db.execute(
                                 "SELECT (SELECT count(*) FROM webhooks "
                                 "WHERE state = 'checked') + (SELECT "
-                                "count(*) FROM events WHERE published_ms "
-                                "IS NULL)").fetchone()[0]
+                                "count(*) FROM events WHERE seq > (SELECT "
+                                "upto FROM events_sent))").fetchone()[0]
                         except sqlite3.Error:
                             n = 0
                         if n > 0:

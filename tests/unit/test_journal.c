@@ -594,14 +594,16 @@ peer_count_opcode(sqlite3 *db, const char *sql, const char *op)
 	"''published'',''quarantined''))"
 
 /* Version 2's CHECK (state IN (...)) put back, as a version 2 journal had
- * it (check is SQL-quoted). */
+ * it (check is SQL-quoted), and version 4's sent watermark taken out. */
 static void
 peer_make_version_2(const char *check)
 {
 	sqlite3 *db = peer_open(0);
 	char *sql;
 
-	cr_assert_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"), 4);
+	peer_exec(db, "DROP TABLE events_sent; CREATE INDEX events_unsent ON"
+	    " events (seq) WHERE published_ms IS NULL");
 	sql = xasprintf("PRAGMA writable_schema = ON;"
 	    "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state ="
 	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
@@ -656,7 +658,7 @@ Test(journal, version_3_state_check_needs_no_temporary_index)
 	fill(j, "v3-", 5, NOW_MS);
 	journal_free(j);
 	db = peer_open(0);
-	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 4);
 	cr_expect_eq(peer_int(db, "SELECT instr(sql, 'CHECK (state ="
 	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
 	    " state = ''quarantined'')') > 0 AND instr(sql, 'state IN') = 0"
@@ -690,7 +692,7 @@ expect_check_left_alone(const char *check, const char *marker, int rows)
 	fill(j, "w-", rows, NOW_MS);
 	journal_free(j);
 	db = peer_open(1);
-	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 3);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 4);
 	sql = xasprintf("SELECT instr(sql, '%s') > 0 FROM sqlite_schema WHERE"
 	    " name = 'webhooks'", marker);
 	cr_expect_eq(peer_int(db, sql), 1, "%s", check);
@@ -1069,7 +1071,7 @@ Test(journal, open_reader_does_not_block_the_writer)
 Test(journal, free_null_is_a_no_op)
 {
 	journal_free(NULL);
-	cr_assert_eq(journal_schema_version(), 3);
+	cr_assert_eq(journal_schema_version(), 4);
 }
 
 /* Timing of 10,000 rows of 1.5 KB in batches of 64; shown with --verbose. */

@@ -186,7 +186,7 @@ Test(journal_pipeline, seq_is_strictly_plus_one_and_survives_restart_and_prune)
 	free(cause);
 	cause = NULL;
 	journal_rows_free(rows, n);
-	cr_assert_eq(journal_mark_published(j, 5, 10, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, 5, &cause), 0);
 	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
 	cr_expect_eq(head, 5);
 	cr_expect_eq(pub, 5);
@@ -225,7 +225,7 @@ Test(journal_pipeline, unsent_events_are_found_after_a_crash_and_marked_in_order
 		    json, strlen(json), 5, &seq, &cause), 0);
 	}
 	journal_rows_free(rows, n);
-	cr_assert_eq(journal_mark_published(j, 2, 10, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, 2, &cause), 0);
 	journal_free(j);		/* "crash" after sending seq 1-2 */
 
 	j = open_j(0);
@@ -238,7 +238,7 @@ Test(journal_pipeline, unsent_events_are_found_after_a_crash_and_marked_in_order
 	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
 	cr_expect_eq(n, 0, "rows with a seq are not published twice");
 	journal_rows_free(rows, n);
-	cr_assert_eq(journal_mark_published(j, 4, 11, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, 4, &cause), 0);
 	{
 		int64_t c[JOURNAL_NSTATES];
 
@@ -265,7 +265,7 @@ Test(journal_pipeline, quarantined_rows_get_one_alert_event_and_stay_quarantined
 	cr_expect_str_eq(rows[0].quarantine_reason, "body: invalid JSON");
 	cr_assert_eq(journal_add_event(j, rows[0].id, "alert.quarantined", "{}",
 	    2, 5, &seq, &cause), 0);
-	cr_assert_eq(journal_mark_published(j, seq, 10, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, seq, &cause), 0);
 	cr_assert_eq(journal_get_row(j, rows[0].id, &row, &found, &cause), 0);
 	cr_expect_eq(row.state, JOURNAL_QUARANTINED);
 	cr_expect_eq(row.seq, seq);
@@ -465,6 +465,107 @@ sql_row(const char *sql, char *out, size_t len)
 	}
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+/* Run sql on the journal from outside (as an older payhook left it). */
+static void
+sql_exec(const char *sql)
+{
+	char path[128], *err = NULL;
+	sqlite3 *db;
+
+	xsnprintf(path, sizeof path, "%s/journal.db", dir);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK,
+	    "%s: %s", sql, err ? err : "?");
+	sqlite3_close(db);
+}
+
+/* Five events, the first `sent` of them sent, in a version 3 journal
+ * (published_ms on each sent event, the events_unsent index). */
+static void
+make_version_3_events(int sent)
+{
+	struct journal *j = open_j(0);
+	struct journal_row *rows;
+	char *cause = NULL, sql[256];
+	int64_t seq;
+	size_t i, n;
+
+	put_n(j, 5, NULL);
+	check_all(j);
+	cr_assert_eq(journal_rows_to_publish(j, 100, &rows, &n, &cause), 0);
+	cr_assert_eq(n, 5);
+	for (i = 0; i < n; i++)
+		cr_assert_eq(journal_add_event(j, rows[i].id, "payment.captured",
+		    "{}", 2, 5, &seq, &cause), 0);
+	journal_rows_free(rows, n);
+	journal_free(j);
+	xsnprintf(sql, sizeof sql, "DROP TABLE events_sent; CREATE INDEX"
+	    " events_unsent ON events (seq) WHERE published_ms IS NULL;"
+	    " UPDATE events SET published_ms = 77 WHERE seq <= %d;"
+	    " PRAGMA user_version = 3", sent);
+	sql_exec(sql);
+}
+
+/*
+ * Version 4: what was sent is one watermark (events are sent in seq order),
+ * not a published_ms written on every event. A version 3 journal starts it
+ * just below its first unsent event; it never moves back; the index that
+ * found unsent events is gone; unsent events are found as before.
+ */
+Test(journal_pipeline, version_4_tracks_sent_events_with_one_watermark)
+{
+	struct journal_event *ev;
+	struct journal *j;
+	char *cause = NULL, buf[64];
+	int64_t head, pub;
+	size_t n;
+
+	make_version_3_events(2);
+	j = open_j(0);
+	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+	cr_expect_eq(head, 5);
+	cr_expect_eq(pub, 2, "starts below the first unsent event");
+	cr_assert_eq(journal_unsent_events(j, 0, 10, &ev, &n, &cause), 0);
+	cr_assert_eq(n, 3);
+	cr_expect_eq(ev[0].seq, 3);
+	cr_expect_eq(ev[2].seq, 5);
+	journal_events_free(ev, n);
+	cr_assert_eq(journal_mark_published(j, 4, &cause), 0);
+	cr_assert_eq(journal_mark_published(j, 3, &cause), 0);
+	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+	cr_expect_eq(pub, 4, "a mark never moves the watermark back");
+	cr_assert_eq(journal_unsent_events(j, 0, 10, &ev, &n, &cause), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(ev[0].seq, 5);
+	journal_events_free(ev, n);
+	/* The caller's own position counts too (after). */
+	cr_assert_eq(journal_unsent_events(j, 5, 10, &ev, &n, &cause), 0);
+	cr_expect_eq(n, 0);
+	journal_events_free(ev, n);
+	journal_free(j);
+	sql_row("SELECT (SELECT count(*) FROM sqlite_schema WHERE name ="
+	    " 'events_unsent'), (SELECT count(*) FROM events_sent),"
+	    " (SELECT count(*) FROM events WHERE published_ms IS NOT NULL),"
+	    " (SELECT user_version FROM pragma_user_version)", buf, sizeof buf);
+	cr_expect_str_eq(buf, "0|1|2|4", "index gone, one watermark row, old"
+	    " marks kept as they were, version 4");
+}
+
+/* Every event already sent: the watermark starts at the head. */
+Test(journal_pipeline, version_4_watermark_of_a_fully_sent_journal_is_its_head)
+{
+	struct journal *j;
+	char *cause = NULL;
+	int64_t head, pub;
+
+	make_version_3_events(5);
+	j = open_j(0);
+	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+	cr_expect_eq(head, 5);
+	cr_expect_eq(pub, 5);
+	journal_free(j);
 }
 
 /* An entry whose event is decided at the door: row and event stored
