@@ -206,8 +206,9 @@ ja_status_read(struct journal_admin *ja, struct journal_status *s,
 	    cause) != 0 ||
 	    ja_int(ja->db, "SELECT upto FROM events_sent", 0,
 	    &s->published_seq, cause) != 0 ||
-	    ja_int(ja->db, "SELECT count(*) FROM events WHERE seq > (SELECT"
-	    " upto FROM events_sent)", 0, &s->unsent_events, cause) != 0 ||
+	    ja_int(ja->db, "SELECT count(*) FROM events WHERE seq > coalesce("
+	    "(SELECT upto FROM events_sent), 0)", 0, &s->unsent_events,
+	    cause) != 0 ||
 	    ja_int(ja->db, "SELECT min(received_ms) FROM webhooks WHERE state"
 	    " IN ('received','checked')", 0, &s->oldest_pending_ms,
 	    cause) != 0 ||

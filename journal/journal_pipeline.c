@@ -71,7 +71,7 @@ static const char *journal_pipe_sql[PIPE_NSTMTS] = {
 	    " ELSE state END WHERE id = ?1 AND seq IS NULL",
 	/* Sent events are a prefix of seq order: events_sent.upto. */
 	[PIPE_UNSENT] = "SELECT seq, row_id, topic, json FROM events"
-	    " WHERE seq > max(?1, (SELECT upto FROM events_sent))"
+	    " WHERE seq > max(?1, coalesce((SELECT upto FROM events_sent), 0))"
 	    " ORDER BY seq LIMIT ?2",
 	[PIPE_MARK_EVENTS] = "UPDATE events_sent SET upto = ?1"
 	    " WHERE id = 1 AND upto < ?1",
