@@ -110,7 +110,7 @@ static const char *journal_migrations[] = {
 	"INSERT INTO events_sent (id, upto) VALUES (1, coalesce("
 	" (SELECT min(seq) - 1 FROM events WHERE published_ms IS NULL),"
 	" (SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0));"
-	"DROP INDEX events_unsent;",
+	"DROP INDEX IF EXISTS events_unsent;",
 };
 
 static const char *journal_state_names[JOURNAL_NSTATES] = {

@@ -73,8 +73,9 @@ static const char *journal_pipe_sql[PIPE_NSTMTS] = {
 	[PIPE_UNSENT] = "SELECT seq, row_id, topic, json FROM events"
 	    " WHERE seq > max(?1, coalesce((SELECT upto FROM events_sent), 0))"
 	    " ORDER BY seq LIMIT ?2",
-	[PIPE_MARK_EVENTS] = "UPDATE events_sent SET upto = ?1"
-	    " WHERE id = 1 AND upto < ?1",
+	[PIPE_MARK_EVENTS] = "INSERT INTO events_sent (id, upto) VALUES (1, ?1)"
+	    " ON CONFLICT (id) DO UPDATE SET upto = excluded.upto"
+	    " WHERE upto < excluded.upto",
 	[PIPE_HEAD] = "SELECT coalesce((SELECT seq FROM sqlite_sequence"
 	    " WHERE name = 'events'), 0)",
 	[PIPE_HEAD_PUBLISHED] = "SELECT coalesce((SELECT upto FROM"
