@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 #include "journal/journal_int.h"
@@ -25,6 +26,7 @@
 #define JOURNAL_RESTART_POLL_US	100	/* its tries for the write lock */
 #define JOURNAL_RESTART_CATCHUP	3	/* passes before a RESTART at most */
 #define JOURNAL_RESTART_NEAR_FRAMES 64	/* few enough frames to RESTART */
+#define JOURNAL_RESTART_BACKOFF_MS 1000	/* after a RESTART met a reader */
 
 /*
  * Under a steady stream of commits a PASSIVE checkpoint never finds the WAL
@@ -66,13 +68,25 @@ journal_checkpoint_take_header(struct journal *j)
  * lock while more frames piled up for it to copy with writers held off.
  * Short sleeps take the lock between two batches instead.
  */
+static int64_t
+journal_checkpoint_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* arg: the monotonic deadline in ns (a sleep's slack would make a count
+ * of tries last half as long again). */
 static int
 journal_checkpoint_busy(void *arg, int tries)
 {
+	const int64_t *deadline = arg;
 	struct timespec ts = { 0, JOURNAL_RESTART_POLL_US * 1000L };
 
-	(void)arg;
-	if (tries >= JOURNAL_RESTART_BUSY_MS * 1000 / JOURNAL_RESTART_POLL_US)
+	(void)tries;
+	if (journal_checkpoint_now_ns() >= *deadline)
 		return 0;
 	nanosleep(&ts, NULL);
 	return 1;
@@ -81,9 +95,12 @@ journal_checkpoint_busy(void *arg, int tries)
 static void
 journal_checkpoint_restart(struct journal *j, int nlog)
 {
+	int64_t deadline;
 	int rc, n = 0, copied = 0, header;
 
-	sqlite3_busy_handler(j->ckpt_db, journal_checkpoint_busy, NULL);
+	deadline = journal_checkpoint_now_ns() +
+	    (int64_t)JOURNAL_RESTART_BUSY_MS * 1000000;
+	sqlite3_busy_handler(j->ckpt_db, journal_checkpoint_busy, &deadline);
 	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
 	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
 	sqlite3_busy_handler(j->ckpt_db, NULL, NULL);
@@ -91,9 +108,18 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 		header = journal_checkpoint_take_header(j);
 		atomic_fetch_add(&j->restarts, 1);
 		j->ckpt_synced = 0;
+		j->restart_after_ms = 0;
 		log_debug("journal_wal_restart", "wal_frames=%d header=%s", nlog,
 		    header ? "synced_here" : "left_to_the_writer");
 	} else {
+		/*
+		 * A reader still on old frames (an operator's sqlite3 shell,
+		 * a backup): the RESTART held the write lock while it waited
+		 * for it. Each try holds writers off that long, so not again
+		 * for a while, however often the loop nudges.
+		 */
+		j->restart_after_ms = util_mono_ms() +
+		    JOURNAL_RESTART_BACKOFF_MS;
 		atomic_store(&j->wal_dirty, 1);
 		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
 			log_warn("journal_wal_restart_failed", "error=\"%s\" "
@@ -182,7 +208,7 @@ journal_checkpoint_once(struct journal *j)
 	if (!atomic_exchange(&j->wal_dirty, 0))
 		return;
 	if (journal_checkpoint_pass(j, &nlog, &nckpt) != 0 ||
-	    nlog < j->restart_frames)
+	    nlog < j->restart_frames || util_mono_ms() < j->restart_after_ms)
 		return;
 	for (i = 0; i < JOURNAL_RESTART_CATCHUP; i++) {
 		before = nlog;

@@ -38,6 +38,7 @@ struct journal {
 	int		 ckpt_started;
 	int		 ckpt_synced;	/* WAL frames copied and synced so far
 					   (checkpointer thread only) */
+	int64_t		 restart_after_ms; /* no RESTART before (same) */
 	int		 sync_inited;
 	pthread_mutex_t	 lock;		/* protects stop, nudged, lock_fn */
 	pthread_cond_t	 cond;

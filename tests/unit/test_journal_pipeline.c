@@ -553,18 +553,36 @@ Test(journal_pipeline, version_4_tracks_sent_events_with_one_watermark)
 	    " marks kept as they were, version 4");
 }
 
-/* Every event already sent: the watermark starts at the head. */
+/* Every event already sent: the watermark starts at the head, also when
+ * they were all pruned (only sqlite_sequence remembers it); a journal that
+ * never had an event starts at 0. */
 Test(journal_pipeline, version_4_watermark_of_a_fully_sent_journal_is_its_head)
 {
 	struct journal *j;
 	char *cause = NULL;
 	int64_t head, pub;
+	int pruned;
 
-	make_version_3_events(5);
+	for (pruned = 0; pruned < 2; pruned++) {
+		make_version_3_events(5);
+		if (pruned)
+			sql_exec("DELETE FROM events");
+		j = open_j(0);
+		cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
+		cr_expect_eq(head, 5);
+		cr_expect_eq(pub, 5, "pruned %d", pruned);
+		journal_free(j);
+		teardown();
+		setup();
+	}
+	j = open_j(0);
+	journal_free(j);
+	sql_exec("DROP TABLE events_sent; CREATE INDEX events_unsent ON"
+	    " events (seq) WHERE published_ms IS NULL; PRAGMA user_version = 3");
 	j = open_j(0);
 	cr_assert_eq(journal_head_seq(j, &head, &pub, &cause), 0);
-	cr_expect_eq(head, 5);
-	cr_expect_eq(pub, 5);
+	cr_expect_eq(head, 0);
+	cr_expect_eq(pub, 0);
 	journal_free(j);
 }
 
@@ -711,6 +729,66 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 	cr_expect_gt(atomic_load(&lock_notes), 0, "the lock's release was "
 	    "not announced");
 	journal_lock_listen(j, NULL, NULL);
+	journal_free(j);
+}
+
+/*
+ * A reader on old frames (an operator's sqlite3 shell) makes every RESTART
+ * fail, and a RESTART holds the write lock while it waits for the reader.
+ * After one fails the checkpointer leaves RESTARTs alone for a while, so a
+ * steady stream of commits meets that lock once or twice, not at every
+ * nudge.
+ */
+Test(journal_pipeline, a_reader_pinning_the_wal_costs_writers_one_restart_a_second)
+{
+	struct journal_config jc = { .dir = dir,
+	    .durability = JOURNAL_DURABILITY_PROCESS, .checkpoint_ms = 5,
+	    .wal_restart_bytes = 256 * 1024 };
+	char path[128], id[32], *cause = NULL, body[1500];
+	struct journal *j;
+	sqlite3 *reader;
+	int64_t end;
+	int i = 0, k, busy = 0, episodes = 0, done = 0;
+
+	j = journal_open(&jc, &cause);
+	cr_assert_not_null(j, "%s", cause ? cause : "");
+	memset(body, 'x', sizeof body);
+	cr_assert_eq(journal_begin(j, &cause), 0);
+	put_body(j, "first", 0, body, sizeof body);
+	cr_assert_eq(journal_commit(j, &cause), 0);
+	xsnprintf(path, sizeof path, "%s/journal.db", dir);
+	cr_assert_eq(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "webhooks", NULL, NULL, NULL), SQLITE_OK);
+	/* 1.5 s of commits, ~6 KB each: the WAL passes the restart size
+	 * at once and the checkpointer is nudged every few commits. */
+	end = util_mono_ms() + 1500;
+	while (util_mono_ms() < end) {
+		if (journal_begin_nowait(j, &cause) != 0) {
+			cr_assert(journal_was_busy(j), "%s", cause);
+			free(cause);
+			cause = NULL;
+			if (busy++ == 0)	/* one RESTART's hold */
+				episodes++;
+			usleep(1000);
+			continue;
+		}
+		busy = 0;
+		for (k = 0; k < 4; k++) {
+			xsnprintf(id, sizeof id, "p%d-%d", i, k);
+			put_body(j, id, i, body, sizeof body);
+		}
+		cr_assert_eq(journal_commit(j, &cause), 0);
+		i++;
+		done++;
+		usleep(1000);
+	}
+	cr_expect_gt(done, 200, "only %d commits", done);
+	cr_expect_leq(episodes, 3, "writers were held off %d times in 1.5 s "
+	    "(%d commits)", episodes, done);
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
 	journal_free(j);
 }
 
