@@ -95,6 +95,8 @@ struct server {
 	struct server_store_hooks hooks;	/* put NULL: journal_put */
 
 	struct event		*sync_ev;
+	struct event		*lock_ev;	/* checkpointer let go */
+	int			 busy_wait;	/* open waits on its retry timer */
 	struct server_batch	*open;		/* filling in this loop pass */
 	struct server_batches	 waiting;	/* stored, not yet durable */
 	struct server_batches	 spare;
@@ -571,14 +573,30 @@ server_sync_notify(void *arg)
 	event_active(s->sync_ev, EV_TIMEOUT, 0);
 }
 
-/* The checkpointer let go of the write lock (on its thread): a batch
- * waiting out SERVER_BUSY_RETRY_MS tries again now. */
+/* The checkpointer let go of the write lock (on its thread): hop to the
+ * loop thread. */
 static void
 server_lock_notify(void *arg)
 {
 	struct server *s = arg;
 
-	event_active(s->commit_ev, EV_TIMEOUT, 0);
+	event_active(s->lock_ev, EV_TIMEOUT, 0);
+}
+
+static void server_commit_cb(evutil_socket_t, short, void *);
+
+/* A batch waiting out SERVER_BUSY_RETRY_MS tries again now. (Its own
+ * event: activating commit_ev from the checkpointer could be undone by the
+ * event_add of the retry timer, if the two met.) */
+static void
+server_lock_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	if (!s->busy_wait)
+		return;
+	event_del(s->commit_ev);
+	server_commit_cb(-1, 0, s);
 }
 
 static void
@@ -602,6 +620,7 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 	int64_t t0, t1;
 	int rc;
 
+	s->busy_wait = 0;
 	if (b == NULL)
 		return;
 	s->open = NULL;
@@ -617,6 +636,7 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 		metric_inc(&s->m_busy_retries);
 		s->open = b;	/* requests read meanwhile join the batch */
 		event_add(s->commit_ev, &tv);
+		s->busy_wait = 1;
 		return;
 	}
 	if (rc != 0) {
@@ -711,6 +731,7 @@ server_new(struct event_base *base, const struct config *cfg,
 	    (s->http = evhttp_new(base)) == NULL ||
 	    (s->commit_ev = event_new(base, -1, 0, server_commit_cb, s)) ==
 	    NULL || (s->sync_ev = event_new(base, -1, 0, server_sync_cb, s)) ==
+	    NULL || (s->lock_ev = event_new(base, -1, 0, server_lock_cb, s)) ==
 	    NULL)
 		abort();
 	/* Answering what is durable goes before reading more: on a loop with
@@ -778,6 +799,8 @@ server_free(struct server *s)
 		event_free(s->commit_ev);
 	if (s->sync_ev != NULL)
 		event_free(s->sync_ev);
+	if (s->lock_ev != NULL)
+		event_free(s->lock_ev);
 	while ((b = TAILQ_FIRST(&s->spare)) != NULL) {
 		TAILQ_REMOVE(&s->spare, b, entry);
 		free(b->p);
