@@ -79,9 +79,10 @@ const struct config_entry config_table[] = {
 	  "survives a crash of the process only." },
 	{ "journal_max_bytes", CONFIG_SIZE, "0", 0, (int64_t)1 << 50, NULL, 0,
 	  OFF(journal_max_bytes),
-	  "Cap on the journal's size (0: no cap, else at least 64k); past it "
-	  "webhooks get 503 (GOV.UK Pay retries) instead of filling the "
-	  "disk." },
+	  "Cap on the journal's size (0: no cap, else at least 64k, and "
+	  "128k for a journal created without a cap, which has 8 KB pages); "
+	  "past it webhooks get 503 (GOV.UK Pay retries) instead of filling "
+	  "the disk." },
 	{ "retention", CONFIG_DURATION, "7d", 4 * DAY, 3650 * DAY, NULL, 0,
 	  OFF(retention_ms),
 	  "Keep published rows at least this long; must outlast GOV.UK Pay's "
