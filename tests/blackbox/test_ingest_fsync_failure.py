@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""test_ingest_fsync_failure.py: the WAL's fdatasync fails (EIO), injected
+into the real payhook with tests/fault/fsyncfail.c (LD_PRELOAD) while a
+trigger file exists. What docs/journal.md promises:
+- while it fails, no webhook is answered 200 (a reply claims durability):
+  503 + Retry-After + a JSON error; the log names journal_fsync_failed;
+  /readyz is 503, /healthz 200; the publish stage stops rather than risk a
+  reused seq (publisher_fsync_failed action=stopped): no event past the
+  last durable one is sent;
+- once fsyncs work again, webhooks are answered 200 again, and a webhook
+  refused meanwhile is accepted when GOV.UK Pay retries it; /readyz stays
+  503 naming the stopped publisher until payhook is restarted;
+- after a restart every event is published once, seq 1..N with no gap,
+  and the journal passes PRAGMA integrity_check.
+Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
+Prints "fsyncfail: N passed, N failed"."""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from phtest import (BIN, Runner, Service, integrity_check,  # noqa: E402
+                    journal_ids, pay_id, sign, wait_for, webhook)
+
+PATH = "/webhooks/govuk-pay"
+SHIM = os.environ.get("PAYHOOK_FSYNCFAIL", "")
+_n = [0]
+
+
+def fresh_id():
+    _n[0] += 1
+    return pay_id(0xF500 + _n[0])
+
+
+def preload():
+    """LD_PRELOAD for the shim. A sanitizer build's runtime must come
+    first in the library list, so it is named before the shim."""
+    libs = [SHIM]
+    try:
+        out = subprocess.run(["ldd", BIN], stdout=subprocess.PIPE,
+                             timeout=10).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"^\s*libasan\.so\S*\s+=>\s+(\S+)", out, re.M)
+    if m:
+        libs.insert(0, m.group(1))
+    return " ".join(libs)
+
+
+def post(s, mid):
+    body = webhook(mid)
+    try:
+        st, h, b = s.request("POST", PATH, body, {
+            "Content-Type": "application/json",
+            "Pay-Signature": sign(body)}, timeout=5)
+    except OSError as e:
+        return "timeout", {}, repr(e).encode()
+    return st, h, b
+
+
+def header(h, name):
+    for k, v in h.items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def readyz(s):
+    st, _, b = s.request("GET", "/readyz", port=s.admin_port, timeout=3)
+    try:
+        return st, json.loads(b)
+    except ValueError:
+        return st, {}
+
+
+def sent_and_head(s):
+    return s.rows("SELECT (SELECT upto FROM events_sent), (SELECT"
+                  " coalesce(max(seq), 0) FROM events), (SELECT count(*)"
+                  " FROM events)")[0]
+
+
+def t_fsync_failure(r):
+    trigger_dir = None
+    s = Service()
+    trigger = os.path.join(s.tmp, "fail-fsync-now")
+    s.env["LD_PRELOAD"] = preload()
+    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
+    ok, refused = [], []
+    try:
+        s.start()
+        # Before: accepted and published.
+        for _ in range(5):
+            mid = fresh_id()
+            st, h, b = post(s, mid)
+            if st == 200:
+                ok.append(mid)
+        r.check("before: 5 webhooks accepted", len(ok) == 5, repr(ok))
+        r.check("before: their events sent", wait_for(
+            lambda: sent_and_head(s)[0] == 5, 10), repr(sent_and_head(s)))
+
+        # The disk loses writes.
+        open(trigger, "w").close()
+        answers = []
+        for _ in range(6):
+            mid = fresh_id()
+            st, h, b = post(s, mid)
+            answers.append((mid, st, h, b))
+            if st == 200:
+                ok.append(mid)
+            elif st == 503:
+                refused.append(mid)
+        r.check("failing: no webhook answered 200 while fsync fails",
+                all(a[1] == 503 for a in answers),
+                repr([a[1] for a in answers]))
+        st, h, b = answers[0][1:]
+        try:
+            obj = json.loads(b)
+        except ValueError:
+            obj = None
+        ra = header(h, "Retry-After")
+        r.check("failing: 503 + Retry-After + JSON error", st == 503 and
+                ra is not None and ra.isdigit() and
+                isinstance(obj, dict) and list(obj) == ["error"],
+                "%s %r %r" % (st, ra, b[:100]))
+        r.check("failing: the log names journal_fsync_failed",
+                wait_for(lambda: "event=journal_fsync_failed" in s.log(),
+                         5), s.log()[-400:])
+        r.check("failing: the publish stage stops",
+                wait_for(lambda: "event=publisher_fsync_failed" in s.log()
+                         and "action=stopped" in s.log(), 5),
+                s.log()[-400:])
+        st, obj = readyz(s)
+        r.check("failing: /readyz 503", st == 503, repr(obj))
+        st = s.request("GET", "/healthz", port=s.admin_port, timeout=3)[0]
+        r.check("failing: /healthz 200", st == 200, repr(st))
+        r.check("failing: nothing past the last durable event was sent",
+                sent_and_head(s)[0] == 5, repr(sent_and_head(s)))
+
+        # The disk works again.
+        os.unlink(trigger)
+        mid = fresh_id()
+        st, h, b = post(s, mid)
+        if st == 200:
+            ok.append(mid)
+        r.check("recovered: the next webhook is accepted", st == 200 and
+                b == b'{"status":"accepted"}', "%s %r" % (st, b))
+        retried = [post(s, m) for m in refused]
+        r.check("recovered: refused webhooks retried get 200",
+                refused and all(a[0] == 200 for a in retried),
+                repr([(a[0], a[2]) for a in retried]))
+        ok.extend(refused)
+        st, obj = readyz(s)
+        r.check("recovered: /readyz stays 503 naming the stopped "
+                "publisher until a restart", st == 503 and
+                "publishing stopped" in json.dumps(obj), repr(obj))
+        r.check("recovered: nothing published past the failure",
+                sent_and_head(s)[0] == 5, repr(sent_and_head(s)))
+        r.check("recovered: payhook stopped cleanly", s.stop() == 0)
+
+        # A restart: every event sent once, no gap.
+        del s.env["LD_PRELOAD"]
+        s.start()
+        r.check("restart: every event sent (watermark at the head)",
+                wait_for(lambda: sent_and_head(s)[0] ==
+                         sent_and_head(s)[1], 10), repr(sent_and_head(s)))
+        up, head, count = sent_and_head(s)
+        r.check("restart: seq 1..%d, one event per row, no gap" % head,
+                count == head and head == len(journal_ids(s)),
+                repr((up, head, count, len(journal_ids(s)))))
+        st, obj = readyz(s)
+        r.check("restart: /readyz 200", st == 200, repr(obj))
+        r.check("restart: PRAGMA integrity_check ok",
+                integrity_check(s) == ["ok"])
+        ids = journal_ids(s)
+        r.check("restart: every id answered 200 is stored once (%d)" %
+                len(ok), all(ids.get(m) == 1 for m in ok),
+                repr([m for m in ok if ids.get(m) != 1][:5]))
+        r.check("restart: payhook stopped cleanly", s.stop() == 0)
+    finally:
+        if trigger_dir is None and os.path.exists(trigger):
+            os.unlink(trigger)
+        if s.proc is not None and s.alive():
+            s.kill()
+        s.cleanup()
+
+
+def main():
+    r = Runner("fsyncfail")
+    if not SHIM or not os.path.exists(SHIM):
+        print("fsyncfail: skipped, the fault shim was not built "
+              "(PAYHOOK_FSYNCFAIL)")
+        sys.exit(77)
+    r.run(t_fsync_failure)
+    r.done()
+
+
+if __name__ == "__main__":
+    main()

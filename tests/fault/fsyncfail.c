@@ -1,0 +1,62 @@
+/*
+ * fsyncfail.c: fault injection for the black-box tests, loaded into the
+ * real payhook with LD_PRELOAD. While the file named by
+ * PAYHOOK_FSYNCFAIL_TRIGGER exists, fdatasync() and fsync() of a file
+ * whose name ends in "-wal" fail with EIO without syncing, as a disk that
+ * lost the write would make them fail. Everything else is passed through.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int
+fsyncfail_now(int fd)
+{
+	const char *trigger = getenv("PAYHOOK_FSYNCFAIL_TRIGGER");
+	char link[64], path[4096];
+	ssize_t n;
+
+	if (trigger == NULL || access(trigger, F_OK) != 0)
+		return 0;
+	if (snprintf(link, sizeof link, "/proc/self/fd/%d", fd) < 0)
+		return 0;
+	n = readlink(link, path, sizeof path - 1);
+	if (n < 4)
+		return 0;
+	path[n] = '\0';
+	return strcmp(path + n - 4, "-wal") == 0;
+}
+
+int
+fdatasync(int fd)
+{
+	static int (*real)(int);
+
+	if (fsyncfail_now(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
+	return real(fd);
+}
+
+int
+fsync(int fd)
+{
+	static int (*real)(int);
+
+	if (fsyncfail_now(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
+	return real(fd);
+}
