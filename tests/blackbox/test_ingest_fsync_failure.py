@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (BIN, Runner, Service, integrity_check,  # noqa: E402
@@ -83,7 +82,6 @@ def sent_and_head(s):
 
 
 def t_fsync_failure(r):
-    trigger_dir = None
     s = Service()
     trigger = os.path.join(s.tmp, "fail-fsync-now")
     s.env["LD_PRELOAD"] = preload()
@@ -180,7 +178,7 @@ def t_fsync_failure(r):
                 repr([m for m in ok if ids.get(m) != 1][:5]))
         r.check("restart: payhook stopped cleanly", s.stop() == 0)
     finally:
-        if trigger_dir is None and os.path.exists(trigger):
+        if os.path.exists(trigger):
             os.unlink(trigger)
         if s.proc is not None and s.alive():
             s.kill()
