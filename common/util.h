@@ -14,6 +14,8 @@
 /* Wall-clock milliseconds since the epoch; monotonic milliseconds. */
 int64_t	util_now_ms(void);
 int64_t	util_mono_ms(void);
+/* Monotonic nanoseconds (latencies, deadlines). */
+int64_t	util_mono_ns(void);
 /* "2026-11-21T10:00:00.000Z" into buf (at least 25 bytes). */
 void	util_format_time_ms(int64_t ms, char *buf, size_t len);
 /* Parse RFC 3339 UTC "YYYY-MM-DDThh:mm:ss[.fff...]Z"; 0 or -1. */

@@ -66,19 +66,10 @@ journal_checkpoint_take_header(struct journal *j)
  * 1, 2, 5, 10 ms between tries, and the event loop commits a batch every
  * millisecond or so under load, so every restart waited ms for the write
  * lock while more frames piled up for it to copy with writers held off.
- * Short sleeps take the lock between two batches instead.
+ * Short sleeps take the lock between two batches instead. arg: the
+ * monotonic deadline in ns (a sleep's slack would make a count of tries
+ * last half as long again).
  */
-static int64_t
-journal_checkpoint_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* arg: the monotonic deadline in ns (a sleep's slack would make a count
- * of tries last half as long again). */
 static int
 journal_checkpoint_busy(void *arg, int tries)
 {
@@ -86,7 +77,7 @@ journal_checkpoint_busy(void *arg, int tries)
 	struct timespec ts = { 0, JOURNAL_RESTART_POLL_US * 1000L };
 
 	(void)tries;
-	if (journal_checkpoint_now_ns() >= *deadline)
+	if (util_mono_ns() >= *deadline)
 		return 0;
 	nanosleep(&ts, NULL);
 	return 1;
@@ -98,7 +89,7 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 	int64_t deadline;
 	int rc, n = 0, copied = 0, header;
 
-	deadline = journal_checkpoint_now_ns() +
+	deadline = util_mono_ns() +
 	    (int64_t)JOURNAL_RESTART_BUSY_MS * 1000000;
 	sqlite3_busy_handler(j->ckpt_db, journal_checkpoint_busy, &deadline);
 	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,

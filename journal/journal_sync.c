@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/util.h"
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 #include "journal/journal_int.h"
@@ -68,15 +69,6 @@ journal_sync_fd(struct journal_syncer *sy)
 	return sy->fd;
 }
 
-static int64_t
-journal_sync_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Under the lock, so a listener removed is never called afterwards. */
 static void
 journal_sync_call_listeners(struct journal_syncer *sy)
@@ -109,12 +101,12 @@ journal_sync_main(void *arg)
 		target = sy->requested;
 		pthread_mutex_unlock(&sy->lock);
 
-		t0 = journal_sync_now_ns();
+		t0 = util_mono_ns();
 		fd = journal_sync_fd(sy);
 		ok = fd >= 0 && fdatasync(fd) == 0;
 		if (sy->latency != NULL)
 			metric_observe(sy->latency,
-			    (uint64_t)(journal_sync_now_ns() - t0));
+			    (uint64_t)(util_mono_ns() - t0));
 		if (ok)
 			atomic_store(&sy->synced, target);
 		else {

@@ -123,15 +123,6 @@ static const double server_batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128,
 static const double server_reply_bounds[] = { 0.0005, 0.001, 0.0025, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3 };
 
-static int64_t
-server_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Every response head written on the public listener (listener.c). */
 static void
 server_count_status(void *arg, int code)
@@ -330,7 +321,7 @@ server_webhook(struct server *s, struct evhttp_request *req, int secret,
 	p->body = body;
 	p->len = len;
 	p->received_ms = util_now_ms();
-	p->read_ns = server_mono_ns();
+	p->read_ns = util_mono_ns();
 	if (webhook_parse(s->parser, (const char *)body, len, &wh,
 	    p->reason) == 0) {
 		memcpy(p->key, wh.message_id, sizeof wh.message_id);
@@ -430,7 +421,7 @@ server_answer(struct server *s, const struct server_pending *p)
 {
 	static const char *names[] = { "accepted", "duplicate", "quarantined" };
 
-	metric_observe(&s->m_reply, (uint64_t)(server_mono_ns() - p->read_ns));
+	metric_observe(&s->m_reply, (uint64_t)(util_mono_ns() - p->read_ns));
 	switch (p->outcome) {
 	case SERVER_ACCEPTED:
 		server_reply(s, p->req, 200, "OK", "{\"status\":\"accepted\"}",
@@ -624,7 +615,7 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 	if (b == NULL)
 		return;
 	s->open = NULL;
-	t0 = server_mono_ns();
+	t0 = util_mono_ns();
 	rc = server_store_batch(s, b, &cause);
 	if (rc != 0 && journal_was_busy(s->journal) && !s->freeing &&
 	    util_mono_ms() - b->first_ms < SERVER_BUSY_GIVE_UP_MS) {
@@ -649,7 +640,7 @@ server_commit_cb(evutil_socket_t fd, short what, void *arg)
 		server_finish_batch(s, b, 1);
 		return;
 	}
-	t1 = server_mono_ns();
+	t1 = util_mono_ns();
 	metric_observe(&s->m_commit, (uint64_t)(t1 - t0));
 	metric_observe(&s->m_batch, (uint64_t)b->n);
 	TAILQ_INSERT_TAIL(&s->waiting, b, entry);
