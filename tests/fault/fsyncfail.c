@@ -33,18 +33,25 @@ fsyncfail_now(int fd)
 	return strcmp(path + n - 4, "-wal") == 0;
 }
 
+/* The call through to libc's own name, unless it must fail now. */
+static int
+fsyncfail_call(int fd, const char *name, int (**real)(int))
+{
+	if (fsyncfail_now(fd)) {
+		errno = EIO;
+		return -1;
+	}
+	if (*real == NULL)
+		*(void **)real = dlsym(RTLD_NEXT, name);
+	return (*real)(fd);
+}
+
 int
 fdatasync(int fd)
 {
 	static int (*real)(int);
 
-	if (fsyncfail_now(fd)) {
-		errno = EIO;
-		return -1;
-	}
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
-	return real(fd);
+	return fsyncfail_call(fd, "fdatasync", &real);
 }
 
 int
@@ -52,11 +59,5 @@ fsync(int fd)
 {
 	static int (*real)(int);
 
-	if (fsyncfail_now(fd)) {
-		errno = EIO;
-		return -1;
-	}
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
-	return real(fd);
+	return fsyncfail_call(fd, "fsync", &real);
 }
