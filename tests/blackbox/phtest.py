@@ -506,6 +506,50 @@ def signed_request_bytes(body, path="/webhooks/govuk-pay", secret=SECRET,
     return http_request_bytes("POST", path, body, h)
 
 
+def hget(headers, name):
+    """The value of header name (any case) in a {name: value} dict."""
+    for k, v in headers.items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def check_503(r, name, resp):
+    """resp (status, headers, body) is the journal-unavailable answer:
+    503, a positive Retry-After, a JSON object with only "error"."""
+    st, h, b = resp
+    try:
+        obj = json.loads(b)
+    except ValueError:
+        obj = None
+    ra = hget(h, "Retry-After")
+    r.check("%s: 503 + Retry-After + JSON error" % name, st == 503 and
+            ra is not None and ra.isdigit() and int(ra) > 0 and
+            isinstance(obj, dict) and list(obj) == ["error"] and
+            (hget(h, "Content-Type") or "").startswith("application/json"),
+            "%s %r %r" % (st, ra, b[:100]))
+
+
+def readyz(s):
+    """(status, JSON object) of the service's /readyz, or ("timeout", {})."""
+    try:
+        st, h, b = s.request("GET", "/readyz", port=s.admin_port, timeout=3)
+    except OSError as e:
+        return "timeout", {"error": repr(e)}
+    try:
+        return st, json.loads(b)
+    except ValueError:
+        return st, {}
+
+
+def healthz(s):
+    """The status of the service's /healthz, or the error that stopped it."""
+    try:
+        return s.request("GET", "/healthz", port=s.admin_port, timeout=3)[0]
+    except OSError as e:
+        return repr(e)
+
+
 def quarantine_id(body):
     return "q-" + hashlib.sha256(body).hexdigest()
 

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (SECRET, SECRET2, Runner, Service, example_body,  # noqa
-                    integrity_check, journal_ids, metric, metric_key,
+                    hget, integrity_check, journal_ids, metric, metric_key,
                     metrics_delta, parse_http_responses,
                     parse_prometheus_strict as parse_prometheus,
                     pay_id, quarantine_id, raw_exchange, sign, wait_for,
@@ -38,13 +38,6 @@ TRACKED = ("payhook_http_requests_total", "payhook_webhooks_total",
 # Everything any response must never contain (filled as the test goes).
 NEVER_ECHO = [SECRET.encode(), SECRET2.encode()]
 ERROR_BODIES = []
-
-
-def hget(headers, name):
-    for k, v in headers.items():
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 def mk(n):

@@ -9,7 +9,6 @@ After each: PRAGMA integrity_check is ok, every id answered 200 is in the
 journal exactly once and no id answered 503 is.
 Prints "journalfail: N passed, N failed"."""
 import errno
-import json
 import os
 import shutil
 import sqlite3
@@ -20,8 +19,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from phtest import (Runner, Service, integrity_check, journal_ids,  # noqa
-                    metric, pay_id, sign, wait_for, webhook)
+from phtest import (Runner, Service, check_503, healthz,  # noqa
+                    integrity_check, journal_ids, metric, pay_id, readyz,
+                    sign, wait_for, webhook)
 
 PATH = "/webhooks/govuk-pay"
 _n = [0]
@@ -36,13 +36,6 @@ def padded(mid, size):
     """A valid webhook padded with JSON whitespace to size bytes."""
     b = webhook(mid)
     return b"{" + b" " * max(0, size - len(b)) + b[1:]
-
-
-def hget(h, name):
-    for k, v in h.items():
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 class Ledger:
@@ -67,38 +60,6 @@ class Ledger:
         elif st == 503:
             self.refused.add(mid)
         return st, h, b
-
-
-def check_503(r, name, resp):
-    st, h, b = resp
-    try:
-        obj = json.loads(b)
-    except ValueError:
-        obj = None
-    ra = hget(h, "Retry-After")
-    r.check("%s: 503 + Retry-After + JSON error" % name, st == 503 and
-            ra is not None and ra.isdigit() and int(ra) > 0 and
-            isinstance(obj, dict) and list(obj) == ["error"] and
-            (hget(h, "Content-Type") or "").startswith("application/json"),
-            "%s %r %r" % (st, ra, b[:100]))
-
-
-def readyz(s):
-    try:
-        st, h, b = s.request("GET", "/readyz", port=s.admin_port, timeout=3)
-    except OSError as e:
-        return "timeout", {"error": repr(e)}
-    try:
-        return st, json.loads(b)
-    except ValueError:
-        return st, {}
-
-
-def healthz(s):
-    try:
-        return s.request("GET", "/healthz", port=s.admin_port, timeout=3)[0]
-    except OSError as e:
-        return repr(e)
 
 
 def hung(r, name, s, statuses):
