@@ -732,6 +732,29 @@ Test(journal_pipeline, restart_leaves_the_header_sync_to_the_checkpointer)
 	journal_free(j);
 }
 
+/* A reader holding a snapshot of the journal as it is now (an operator's
+ * sqlite3 shell inside a transaction); reader_unpin() lets it go. */
+static sqlite3 *
+reader_pin(void)
+{
+	char path[128];
+	sqlite3 *reader;
+
+	xsnprintf(path, sizeof path, "%s/journal.db", dir);
+	cr_assert_eq(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY,
+	    NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
+	    "webhooks", NULL, NULL, NULL), SQLITE_OK);
+	return reader;
+}
+
+static void
+reader_unpin(sqlite3 *reader)
+{
+	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(reader);
+}
+
 /*
  * A reader on old frames (an operator's sqlite3 shell) makes every RESTART
  * fail, and a RESTART holds the write lock while it waits for the reader.
@@ -744,7 +767,7 @@ Test(journal_pipeline, a_reader_pinning_the_wal_costs_writers_one_restart_a_seco
 	struct journal_config jc = { .dir = dir,
 	    .durability = JOURNAL_DURABILITY_PROCESS, .checkpoint_ms = 5,
 	    .wal_restart_bytes = 256 * 1024 };
-	char path[128], id[32], *cause = NULL, body[1500];
+	char id[32], *cause = NULL, body[1500];
 	struct journal *j;
 	sqlite3 *reader;
 	int64_t end;
@@ -756,11 +779,7 @@ Test(journal_pipeline, a_reader_pinning_the_wal_costs_writers_one_restart_a_seco
 	cr_assert_eq(journal_begin(j, &cause), 0);
 	put_body(j, "first", 0, body, sizeof body);
 	cr_assert_eq(journal_commit(j, &cause), 0);
-	xsnprintf(path, sizeof path, "%s/journal.db", dir);
-	cr_assert_eq(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY,
-	    NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
-	    "webhooks", NULL, NULL, NULL), SQLITE_OK);
+	reader = reader_pin();
 	/* 1.5 s of commits, ~6 KB each: the WAL passes the restart size
 	 * at once and the checkpointer is nudged every few commits. */
 	end = util_mono_ms() + 1500;
@@ -787,8 +806,7 @@ Test(journal_pipeline, a_reader_pinning_the_wal_costs_writers_one_restart_a_seco
 	cr_expect_gt(done, 200, "only %d commits", done);
 	cr_expect_leq(episodes, 3, "writers were held off %d times in 1.5 s "
 	    "(%d commits)", episodes, done);
-	sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
-	sqlite3_close(reader);
+	reader_unpin(reader);
 	journal_free(j);
 }
 
@@ -1017,7 +1035,7 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 	struct journal_config jc = { .dir = dir,
 	    .durability = JOURNAL_DURABILITY_FULL, .checkpoint_ms = 3600 * 1000,
 	    .wal_restart_bytes = 1024 * 1024 };
-	char path[128], id[32], *cause = NULL, body[1500];
+	char id[32], *cause = NULL, body[1500];
 	struct journal *j;
 	sqlite3 *reader;
 	int64_t deadline;
@@ -1036,7 +1054,6 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 	j = journal_open(&jc, &cause);
 	cr_assert_not_null(j, "%s", cause ? cause : "");
 	memset(body, 'x', sizeof body);
-	xsnprintf(path, sizeof path, "%s/journal.db", dir);
 	/*
 	 * A round: one row, a reader holding the snapshot that ends with it,
 	 * then ~90 KB more, whose WAL hook nudges the checkpointer; that pass
@@ -1051,10 +1068,7 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 		xsnprintf(id, sizeof id, "before-%d", round);
 		put_body(j, id, 1, body, sizeof body);
 		cr_assert_eq(journal_commit(j, &cause), 0);
-		cr_assert_eq(sqlite3_open_v2(path, &reader,
-		    SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-		cr_assert_eq(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM "
-		    "webhooks", NULL, NULL, NULL), SQLITE_OK);
+		reader = reader_pin();
 		/* A pass the row's own commit started ends first. */
 		checkpointer_settle(j);
 		writes = atomic_load(&count_db_writes);
@@ -1084,8 +1098,7 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 			cr_expect_eq(atomic_load(&count_db_dirty), 0, "pages "
 			    "copied into the database file were left unsynced");
 		}
-		sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
-		sqlite3_close(reader);
+		reader_unpin(reader);
 	}
 	cr_expect(copied, "no round had a checkpoint copy short of the WAL's "
 	    "end");
