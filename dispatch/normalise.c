@@ -612,10 +612,10 @@ normalise_alert(struct normalise_out *w, const struct journal_row *row,
 	normalise_close(w, '}');
 }
 
-/* The payment views: the API's (when it answered) and the webhook's, each
- * written as an object into its own buffer; len 0 when there is none. */
 static cJSON	*normalise_parse(const char *, size_t);
 
+/* The payment views: the API's (when it answered) and the webhook's, each
+ * written as an object into its own buffer; len 0 when there is none. */
 static void
 normalise_views(const struct journal_row *row, int pii,
     struct normalise_out *api_view, struct normalise_out *hook_view)
