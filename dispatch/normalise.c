@@ -613,13 +613,15 @@ normalise_alert(struct normalise_out *w, const struct journal_row *row,
 }
 
 static cJSON	*normalise_parse(const char *, size_t);
+static cJSON	*normalise_tree(const char *, size_t, const struct json_tok *);
 
 /* The payment views: the API's (when it answered) and the webhook's, each
  * written as an object into its own buffer; len 0 when there is none. */
 static void
-normalise_views(const struct journal_row *row, int pii,
+normalise_views(const struct journal_row *row, const struct normalise_opts *o,
     struct normalise_out *api_view, struct normalise_out *hook_view)
 {
+	int pii = o->include_pii;
 	cJSON *root;
 
 	if (row->state == JOURNAL_QUARANTINED)
@@ -630,8 +632,13 @@ normalise_views(const struct journal_row *row, int pii,
 		normalise_payment(api_view, root, pii);
 		cJSON_Delete(root);
 	}
-	if (row->body != NULL && (root = normalise_parse(row->body,
-	    row->body_len)) != NULL) {
+	if (row->body == NULL)
+		return;
+	if (o->body_toks != NULL && o->body_ntoks > 0)
+		root = normalise_tree(row->body, row->body_len, o->body_toks);
+	else
+		root = normalise_parse(row->body, row->body_len);
+	if (root != NULL) {
 		normalise_payment(hook_view, normalise_get(root, "resource"),
 		    pii);
 		cJSON_Delete(root);
@@ -834,16 +841,15 @@ normalise_tok_fill(cJSON *item, const char *js, const struct json_tok *toks,
 	}
 }
 
-/* The body as cJSON parses it (NULL where cJSON fails). */
+/* The tree of js[0..len) from its tokens toks (json_tokenize's, complete);
+ * what the tokens cannot give as cJSON would goes to cJSON's parser. */
 static cJSON *
-normalise_parse(const char *js, size_t len)
+normalise_tree(const char *js, size_t len, const struct json_tok *toks)
 {
-	struct json_tok toks[NORMALISE_TOKENS];
-	size_t n, off, i = 0;
+	size_t i = 0;
 	cJSON *root;
 
-	if (json_tokenize(js, len, toks, NORMALISE_TOKENS, &n, &off) !=
-	    JSON_OK || (root = normalise_malloc(sizeof *root)) == NULL)
+	if ((root = normalise_malloc(sizeof *root)) == NULL)
 		return cJSON_ParseWithLength(js, len);
 	memset(root, 0, sizeof *root);
 	if (normalise_tok_fill(root, js, toks, &i) != 0) {
@@ -851,6 +857,19 @@ normalise_parse(const char *js, size_t len)
 		return cJSON_ParseWithLength(js, len);
 	}
 	return root;
+}
+
+/* The body as cJSON parses it (NULL where cJSON fails). */
+static cJSON *
+normalise_parse(const char *js, size_t len)
+{
+	struct json_tok toks[NORMALISE_TOKENS];
+	size_t n, off;
+
+	if (json_tokenize(js, len, toks, NORMALISE_TOKENS, &n, &off) !=
+	    JSON_OK)
+		return cJSON_ParseWithLength(js, len);
+	return normalise_tree(js, len, toks);
 }
 
 static int
@@ -870,7 +889,7 @@ normalise_row_json(const struct journal_row *row,
 	memset(&api_view, 0, sizeof api_view);
 	memset(&hook_view, 0, sizeof hook_view);
 	normalise_topic(row, topic, NORMALISE_TOPIC_MAX);
-	normalise_views(row, o->include_pii, &api_view, &hook_view);
+	normalise_views(row, o, &api_view, &hook_view);
 	payment = api_view.len > 0 ? &api_view : hook_view.len > 0 ?
 	    &hook_view : NULL;
 

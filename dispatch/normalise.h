@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 struct journal_row;
+struct json_tok;
 
 #define NORMALISE_SCHEMA	"payhook.payment_event.v1"
 #define NORMALISE_TOPIC_MAX	48	/* == sizeof journal_event.topic */
@@ -21,6 +22,10 @@ struct normalise_opts {
 	int64_t	 seq;		/* the seq the event will be stored under */
 	int	 out_of_order;	/* a later event for the payment was sent */
 	int	 include_pii;	/* config include_pii */
+	/* The receiver's tokens of row->body (webhook_parser_tokens), or
+	 * NULL to tokenize the body here. */
+	const struct json_tok *body_toks;
+	size_t	 body_ntoks;
 };
 
 /* The topic for a row ("payment.<kind>" or "alert.<kind>") into topic. */

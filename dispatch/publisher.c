@@ -255,13 +255,16 @@ publisher_backlog(struct publisher *p)
 
 /*
  * The event of row as it will be stored under seq: the out_of_order lookup
- * (a later event for the payment already has a seq), then the normaliser.
+ * (a later event for the payment already has a seq), then the normaliser
+ * (from the receiver's tokens of the body when e, the entry being stored,
+ * carries them).
  * 0; -1 with *cause when the lookup failed (the journal), 1 with *cause
  * when the row cannot be normalised.
  */
 static int
 publisher_event_json(struct publisher *p, const struct journal_row *row,
-    int64_t seq, char *topic, char **json, size_t *len, char **cause)
+    const struct journal_entry *e, int64_t seq, char *topic, char **json,
+    size_t *len, char **cause)
 {
 	struct normalise_opts o;
 	int later = 0;
@@ -274,6 +277,10 @@ publisher_event_json(struct publisher *p, const struct journal_row *row,
 	o.seq = seq;
 	o.include_pii = p->include_pii;
 	o.out_of_order = later;
+	if (e != NULL) {
+		o.body_toks = e->body_toks;
+		o.body_ntoks = e->body_ntoks;
+	}
 	return normalise_row(row, &o, topic, json, len, cause) != 0 ? 1 : 0;
 }
 
@@ -285,7 +292,7 @@ publisher_row(struct publisher *p, const struct journal_row *row,
 	char *cause = NULL;
 	int64_t seq, want = p->assigned + 1;
 
-	if (publisher_event_json(p, row, want, pe->topic, &pe->json, &pe->len,
+	if (publisher_event_json(p, row, NULL, want, pe->topic, &pe->json, &pe->len,
 	    &cause) != 0)
 		goto fail;
 	if (journal_add_event(p->journal, row->id, pe->topic, pe->json,
@@ -804,7 +811,7 @@ publisher_store_put(void *arg, const struct journal_entry *e, char **cause)
 	if (!p->fusing || (e->verdict == NULL && e->quarantine_reason == NULL))
 		return (int)journal_put(p->journal, e, cause);
 	publisher_entry_row(e, &row);
-	r = publisher_event_json(p, &row, p->fuse_next, topic, &json, &len,
+	r = publisher_event_json(p, &row, e, p->fuse_next, topic, &json, &len,
 	    &why);
 	if (r < 0) {
 		*cause = why;

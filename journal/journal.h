@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct json_tok;
+
 enum journal_durability {
 	JOURNAL_DURABILITY_FULL,	/* fsync WAL at each COMMIT */
 	JOURNAL_DURABILITY_PROCESS,	/* survives a process crash only */
@@ -54,6 +56,11 @@ struct journal_entry {
 					   then already 'published' (or stays
 					   'quarantined') */
 	int64_t		 published_ms;	/* with seq: when it was assigned */
+	/* The receiver's tokens of body (receiver/json.h), or NULL: the
+	 * store hooks normalise from them instead of tokenizing body again.
+	 * The journal itself never reads them. */
+	const struct json_tok *body_toks;
+	size_t		 body_ntoks;
 };
 
 enum journal_put_result {

@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "common/xmalloc.h"
 #include "journal/journal.h"
+#include "receiver/json.h"
 #include "receiver/listener.h"
 #include "receiver/server.h"
 #include "receiver/signature.h"
@@ -54,6 +55,10 @@ struct server_pending {
 	char			 payment_id[WEBHOOK_ID_MAX + 1];
 	char			 event_type[WEBHOOK_EVENT_TYPE_MAX + 1];
 	char			 reason[WEBHOOK_REASON_MAX];
+	/* The parser's tokens of body, copied: normalising the fused event
+	 * reuses them. The buffer stays with the slot when batches recycle. */
+	struct json_tok		*toks;
+	size_t			 ntoks, tokcap;
 };
 
 /* Webhooks read in one loop pass: stored in one transaction, answered
@@ -276,6 +281,8 @@ server_batch_add(struct server *s, struct evhttp_request *req)
 {
 	struct server_batch *b;
 	struct server_pending *p;
+	struct json_tok *toks;
+	size_t n, tokcap;
 
 	if ((b = s->open) == NULL) {
 		if ((b = TAILQ_FIRST(&s->spare)) != NULL)
@@ -289,13 +296,47 @@ server_batch_add(struct server *s, struct evhttp_request *req)
 		event_active(s->commit_ev, EV_TIMEOUT, 0);
 	}
 	if (b->n == b->cap) {
-		b->cap = b->cap == 0 ? 64 : b->cap * 2;
-		b->p = xreallocarray(b->p, b->cap, sizeof *b->p);
+		n = b->cap == 0 ? 64 : b->cap * 2;
+		b->p = xreallocarray(b->p, n, sizeof *b->p);
+		memset(b->p + b->cap, 0, (n - b->cap) * sizeof *b->p);
+		b->cap = n;
 	}
 	p = &b->p[b->n++];
+	toks = p->toks;
+	tokcap = p->tokcap;
 	memset(p, 0, sizeof *p);
+	p->toks = toks;
+	p->tokcap = tokcap;
 	p->req = req;
 	return p;
+}
+
+/* Keep a copy of the tokens webhook_parse() just made of p's body. */
+static void
+server_keep_tokens(struct server *s, struct server_pending *p)
+{
+	const struct json_tok *t;
+	size_t n;
+
+	if ((t = webhook_parser_tokens(s->parser, &n)) == NULL)
+		return;
+	if (n > p->tokcap) {
+		p->toks = xreallocarray(p->toks, n, sizeof *p->toks);
+		p->tokcap = n;
+	}
+	memcpy(p->toks, t, n * sizeof *t);
+	p->ntoks = n;
+}
+
+static void
+server_batch_free(struct server_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->cap; i++)
+		free(b->p[i].toks);
+	free(b->p);
+	free(b);
 }
 
 static void
@@ -329,6 +370,7 @@ server_webhook(struct server *s, struct evhttp_request *req, int secret,
 		memcpy(p->event_type, wh.event_type, sizeof p->event_type);
 		p->occurred_ms = wh.created_ms;
 		p->outcome = SERVER_ACCEPTED;
+		server_keep_tokens(s, p);
 	} else {
 		server_quarantine_id(body, len, p->key, sizeof p->key);
 		p->outcome = SERVER_QUARANTINED;
@@ -476,6 +518,8 @@ server_store_batch(struct server *s, struct server_batch *b, char **cause)
 			e.event_type = p->event_type;
 			e.resource_id = p->payment_id;
 			e.occurred_ms = p->occurred_ms;
+			e.body_toks = p->ntoks > 0 ? p->toks : NULL;
+			e.body_ntoks = p->ntoks;
 			/* cross_check = off: nothing to wait for. */
 			if (!s->cfg->cross_check)
 				e.verdict = "skipped";
@@ -794,8 +838,7 @@ server_free(struct server *s)
 		event_free(s->lock_ev);
 	while ((b = TAILQ_FIRST(&s->spare)) != NULL) {
 		TAILQ_REMOVE(&s->spare, b, entry);
-		free(b->p);
-		free(b);
+		server_batch_free(b);
 	}
 	if (s->reply != NULL)
 		evbuffer_free(s->reply);

@@ -71,6 +71,7 @@ struct webhook_object {
 struct webhook_parser {
 	struct json_tok	*toks;
 	size_t		 cap;
+	size_t		 n;	/* tokens of the last good parse; 0 if none */
 };
 
 /* One validation pass over one body. */
@@ -472,6 +473,7 @@ webhook_parse(struct webhook_parser *p, const char *body, size_t len,
 	enum json_error e;
 	size_t n, off;
 
+	p->n = 0;
 	e = json_tokenize(body, len, p->toks, p->cap, &n, &off);
 	if (e != JSON_OK) {
 		xsnprintf(reason, WEBHOOK_REASON_MAX,
@@ -494,5 +496,13 @@ webhook_parse(struct webhook_parser *p, const char *body, size_t len,
 	    webhook_check_resource(&c, found[WH_ENV_RESOURCE], &w) != 0)
 		return -1;
 	*out = w;
+	p->n = n;
 	return 0;
+}
+
+const struct json_tok *
+webhook_parser_tokens(const struct webhook_parser *p, size_t *n)
+{
+	*n = p->n;
+	return p->n > 0 ? p->toks : NULL;
 }

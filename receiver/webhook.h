@@ -37,6 +37,7 @@ struct webhook {
 	char		 status[24];	/* resource.state.status, webhook vocabulary */
 };
 
+struct json_tok;
 struct webhook_parser;
 
 struct webhook_parser *webhook_parser_new(void);
@@ -49,6 +50,13 @@ void	webhook_parser_free(struct webhook_parser *);
  */
 int	webhook_parse(struct webhook_parser *, const char *body, size_t len,
 	    struct webhook *out, char reason[WEBHOOK_REASON_MAX]);
+/*
+ * The tokens (receiver/json.h) of the body the last webhook_parse()
+ * accepted, and their count in *n; NULL and 0 after a refusal. Valid until
+ * the next webhook_parse() on the parser.
+ */
+const struct json_tok *webhook_parser_tokens(const struct webhook_parser *,
+	    size_t *n);
 /* "card_payment_succeeded" -> WEBHOOK_EVENT_SUCCEEDED; unknown -> OTHER. */
 enum webhook_event webhook_event_from_name(const char *);
 

@@ -11,6 +11,7 @@
 
 #include "common/util.h"
 #include "common/xmalloc.h"
+#include "receiver/json.h"
 #include "receiver/webhook.h"
 
 #define CONSTRUCTED	"constructed-card_payment_captured.body.json"
@@ -157,6 +158,37 @@ Test(webhook, constructed_captured_body_is_valid_and_copied_out)
 	cr_expect_eq(w.created_ms, when);
 	cr_expect_eq(w.amount, 5000);
 	cr_expect_str_eq(w.status, "success");
+}
+
+/* The tokens of an accepted body stay readable (the server keeps them for
+ * the fused event); a refused body leaves none. */
+Test(webhook, the_tokens_of_the_last_accepted_body_are_kept)
+{
+	char reason[WEBHOOK_REASON_MAX] = "";
+	struct json_tok toks[512];
+	const struct json_tok *t;
+	struct webhook w;
+	size_t n, want, off, i;
+
+	cr_assert_eq(parse_str(constructed, &w, reason), 0, "%s", reason);
+	t = webhook_parser_tokens(parser, &n);
+	cr_assert_not_null(t);
+	cr_assert_eq(json_tokenize(constructed, strlen(constructed), toks, 512,
+	    &want, &off), JSON_OK);
+	cr_assert_eq(n, want);
+	for (i = 0; i < n; i++) {
+		cr_expect(t[i].start == toks[i].start && t[i].end ==
+		    toks[i].end && t[i].size == toks[i].size && t[i].next ==
+		    toks[i].next && t[i].type == toks[i].type && t[i].flags ==
+		    toks[i].flags, "token %zu", i);
+	}
+	cr_expect_eq(t[0].type, JSON_OBJECT);
+
+	cr_assert_neq(parse_str("{\"webhook_message_id\":1}", &w, reason), 0);
+	cr_expect_null(webhook_parser_tokens(parser, &n));
+	cr_expect_eq(n, 0);
+	cr_assert_neq(parse_str("{", &w, reason), 0);
+	cr_expect_null(webhook_parser_tokens(parser, &n));
 }
 
 Test(webhook, tech_docs_example_is_valid_despite_lower_case_type_and_provider_id)
