@@ -196,6 +196,19 @@ journal_exec(sqlite3 *db, const char *sql, const char *what, char **cause)
 	return 0;
 }
 
+/* A prepared statement that returns no rows (BEGIN, COMMIT), run and reset:
+ * the group commit's two would otherwise be parsed again every batch. */
+static int
+journal_run(sqlite3 *db, sqlite3_stmt *st, const char *what, char **cause)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc != SQLITE_DONE)
+		journal_cause(cause, db, what);
+	sqlite3_reset(st);	/* repeats the step's error, handled above */
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ROLLBACK if SQLite still has a transaction open (it may have rolled back
  * by itself after SQLITE_FULL or an I/O error). */
 void
@@ -628,7 +641,9 @@ journal_open(const struct journal_config *cfg, char **cause)
 	    journal_migrate(j->db, &why) != 0 ||
 	    journal_prepare(j, journal_insert_sql, &j->insert, &why) != 0 ||
 	    journal_prepare(j, journal_count_sql, &j->count, &why) != 0 ||
-	    journal_prepare(j, journal_prune_sql, &j->prune, &why) != 0)
+	    journal_prepare(j, journal_prune_sql, &j->prune, &why) != 0 ||
+	    journal_prepare(j, "BEGIN IMMEDIATE", &j->begin, &why) != 0 ||
+	    journal_prepare(j, "COMMIT", &j->commit, &why) != 0)
 		goto fail;
 	if (sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS) != SQLITE_OK) {
 		journal_cause(&why, j->db, "busy timeout");
@@ -697,6 +712,8 @@ journal_free(struct journal *j)
 		sqlite3_finalize(j->insert);
 		sqlite3_finalize(j->count);
 		sqlite3_finalize(j->prune);
+		sqlite3_finalize(j->begin);
+		sqlite3_finalize(j->commit);
 		if (sqlite3_close(j->db) != SQLITE_OK)
 			log_error("journal_close_failed", "connection=writer "
 			    "error=\"%s\"", sqlite3_errmsg(j->db));
@@ -723,7 +740,7 @@ journal_begin_immediate(struct journal *j, int nowait, char **cause)
 
 	if (nowait)
 		sqlite3_busy_timeout(j->db, 0);
-	rc = journal_exec(j->db, "BEGIN IMMEDIATE", "journal begin", cause);
+	rc = journal_run(j->db, j->begin, "journal begin", cause);
 	code = sqlite3_extended_errcode(j->db) & 0xff;
 	if (nowait)
 		sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
@@ -851,7 +868,7 @@ journal_commit(struct journal *j, char **cause)
 		*cause = xasprintf("journal commit: no usable transaction");
 		return -1;
 	}
-	if (journal_exec(j->db, "COMMIT", "journal commit", cause) != 0) {
+	if (journal_run(j->db, j->commit, "journal commit", cause) != 0) {
 		j->txn_failed = 1;
 		return -1;
 	}

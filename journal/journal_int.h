@@ -26,6 +26,8 @@ struct journal {
 	sqlite3_stmt	*insert;
 	sqlite3_stmt	*count;
 	sqlite3_stmt	*prune;
+	sqlite3_stmt	*begin;		/* BEGIN IMMEDIATE, prepared once */
+	sqlite3_stmt	*commit;	/* COMMIT, prepared once */
 	int		 in_txn;	/* journal_begin() succeeded */
 	int		 txn_failed;	/* a put failed: only rollback now */
 	int		 busy;		/* the last begin met a lock */
