@@ -34,6 +34,7 @@ extern char **environ;
 
 #define SERVE_PRUNE_MS		(60 * 60 * 1000)
 #define SERVE_DRAIN_MS		2000
+#define SERVE_EXIT_JOURNAL_LOST	3	/* an fsync failed; restart to recover */
 
 struct serve {
 	struct config		*cfg;
@@ -49,6 +50,7 @@ struct serve {
 	int64_t			 counts[JOURNAL_NSTATES];
 	int64_t			 counts_ms;
 	int			 stopping;
+	int			 status;	/* exit status */
 };
 
 static void
@@ -62,7 +64,8 @@ serve_usage(FILE *f)
 	    "and exit\n"
 	    "  --print-config   print the effective configuration and exit\n"
 	    "Exit status 2 means a configuration error (one line says which "
-	    "key and why).\n\n");
+	    "key and why);\n3 that an fsync of the journal failed (restart it: "
+	    "the journal is recovered at start).\n\n");
 	config_print_help(f);
 }
 
@@ -80,11 +83,21 @@ serve_drain_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(sv->drain, &tv);
 }
 
+/* Stop accepting, answer what is in flight, then leave the loop. */
+static void
+serve_drain(struct serve *sv)
+{
+	struct timeval tv = { 0, 0 };
+
+	sv->drain_deadline = util_mono_ms() + SERVE_DRAIN_MS;
+	/* The current pass's commits run first; replies then drain. */
+	evtimer_add(sv->drain, &tv);
+}
+
 static void
 serve_stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct serve *sv = arg;
-	struct timeval tv = { 0, 0 };
 
 	if (sv->stopping++) {
 		log_warn("shutdown_forced", "signal=%d", (int)sig);
@@ -93,9 +106,29 @@ serve_stop_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	log_info("shutdown", "signal=%d connections=%d", (int)sig,
 	    server_shutdown(sv->server));
-	sv->drain_deadline = util_mono_ms() + SERVE_DRAIN_MS;
-	/* The current pass's commits run first; replies then drain. */
-	evtimer_add(sv->drain, &tv);
+	serve_drain(sv);
+}
+
+/*
+ * The journal can make nothing durable any more (journal_synced): every
+ * webhook from now on would be answered 503 while GOV.UK Pay's retries
+ * pile up. Exit SERVE_EXIT_JOURNAL_LOST after draining, so the service
+ * manager restarts payhook and the journal is opened (and recovered) anew;
+ * a disk that keeps failing keeps it down, which /readyz and the restarts
+ * show.
+ */
+static void
+serve_fatal_cb(void *arg, const char *why)
+{
+	struct serve *sv = arg;
+
+	sv->status = SERVE_EXIT_JOURNAL_LOST;
+	log_error("journal_lost", "error=\"%s\" action=exit status=%d", why,
+	    SERVE_EXIT_JOURNAL_LOST);
+	if (sv->stopping++)
+		return;
+	server_shutdown(sv->server);
+	serve_drain(sv);
 }
 
 static void
@@ -348,6 +381,7 @@ serve_start(struct serve *sv)
 		fatalx(2, "config: api_base_url = \"%s\": %s",
 		    sv->cfg->api_base_url, cause);
 	server_set_commit_cb(sv->server, serve_committed_cb, sv);
+	server_set_fatal_cb(sv->server, serve_fatal_cb, sv);
 	publisher_store_hooks(sv->publisher, &hooks);
 	server_set_store_hooks(sv->server, &hooks);
 	admin_add_check(sv->admin, "journal", serve_check_journal, sv);
@@ -463,9 +497,10 @@ cmd_serve(int argc, char **argv)
 	    journal_path(sv.journal), PAYHOOK_VERSION);
 	if (event_base_dispatch(sv.base) < 0)
 		log_error("event_loop_failed", NULL);
-	log_info("stopped", "connections=%d", server_connections(sv.server));
+	log_info("stopped", "connections=%d status=%d",
+	    server_connections(sv.server), sv.status);
 	serve_stop(&sv);
-	return 0;
+	return sv.status;
 }
 
 int

@@ -622,6 +622,41 @@ journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 }
 
 
+/*
+ * At open, whatever the WAL holds goes into the database file, synced
+ * (TRUNCATE on the checkpointer's connection, whose sync level syncs).
+ * After a failed fsync (payhook serve exits 3) the recovered frames may
+ * live only in the page cache: pages the kernel could not write and then
+ * called clean, which no later fsync of the WAL writes. Copying them now
+ * makes every row the journal shows durable before a retry of it is
+ * answered "duplicate". After a clean stop the WAL is empty and this costs
+ * nothing. A failure (a reader holding the WAL, a failing disk) is logged;
+ * the checkpointer thread tries again.
+ */
+static void
+journal_open_checkpoint(struct journal *j)
+{
+	struct stat st;
+	char *wal;
+	int rc, frames = -1, copied = -1;
+
+	wal = xasprintf("%s-wal", j->path);
+	rc = stat(wal, &st);
+	free(wal);
+	if (rc != 0 || st.st_size == 0)
+		return;
+	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
+	    SQLITE_CHECKPOINT_TRUNCATE, &frames, &copied);
+	if (rc != SQLITE_OK) {
+		log_warn("journal_open_checkpoint", "wal_bytes=%lld error=\"%s\"",
+		    (long long)st.st_size, sqlite3_errmsg(j->ckpt_db));
+		return;
+	}
+	atomic_fetch_add(&j->checkpoints, 1);
+	log_info("journal_open_checkpoint", "wal_bytes=%lld result=synced",
+	    (long long)st.st_size);
+}
+
 struct journal *
 journal_open(const struct journal_config *cfg, char **cause)
 {
@@ -661,6 +696,7 @@ journal_open(const struct journal_config *cfg, char **cause)
 		journal_cause(&why, j->ckpt_db, "checkpointer busy timeout");
 		goto fail;
 	}
+	journal_open_checkpoint(j);
 	atomic_store(&j->wal_dirty, 1);
 	if (journal_start_checkpointer(j, &why) != 0)
 		goto fail;

@@ -113,7 +113,10 @@ void	journal_sync_histogram(struct journal *, struct metric_histogram *h);
 int	journal_commit_deferred(struct journal *, uint64_t *ticket,
 	    char **cause);
 /* Highest durable ticket; *failed_upto gets the highest ticket whose sync
- * failed (its rows are stored but may not survive power loss). */
+ * failed (its rows are stored but may not survive power loss). After one
+ * failure every later ticket fails too and the durable one stays where it
+ * was: the journal must be closed and opened again (payhook serve exits 3
+ * and is restarted). */
 uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);

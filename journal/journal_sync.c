@@ -8,7 +8,8 @@
  * assign event seqs wait for their sync (a seq must never be reused after
  * a power loss); cross-check verdicts and publish marks can be redone, so
  * they never wait. The syncer thread only calls fdatasync and the notify
- * function; it never touches SQLite.
+ * function; it never touches SQLite. One failed fdatasync fails every
+ * later ticket (see journal_sync_main).
  */
 #include <sys/stat.h>
 
@@ -101,6 +102,23 @@ journal_sync_main(void *arg)
 		target = sy->requested;
 		pthread_mutex_unlock(&sy->lock);
 
+		/*
+		 * After a failed fsync the kernel may have dropped the dirty
+		 * pages it could not write and will call the next fsync
+		 * clean. That leaves a hole in the WAL on disk, and recovery
+		 * stops at the first bad frame: a later commit's fsync
+		 * succeeding would not make it durable. So one failure fails
+		 * every later request too, without trying (fail-stop, as
+		 * PostgreSQL does since 2018); the service restarts and
+		 * recovers (journal_open).
+		 */
+		if (atomic_load(&sy->failed) > 0) {
+			atomic_store(&sy->failed, target);
+			pthread_mutex_lock(&sy->lock);
+			pthread_cond_broadcast(&sy->cond);
+			journal_sync_call_listeners(sy);
+			continue;
+		}
 		t0 = util_mono_ns();
 		fd = journal_sync_fd(sy);
 		ok = fd >= 0 && fdatasync(fd) == 0;

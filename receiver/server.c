@@ -96,6 +96,9 @@ struct server {
 	int			 freeing;	/* server_free: no more retries */
 	int			 journal_ok;
 	server_commit_fn	 commit_cb;
+	server_fatal_fn		 fatal_cb;
+	void			*fatal_arg;
+	int			 lost;		/* an fsync failed: fatal_cb ran */
 	void			*commit_arg;
 	struct server_store_hooks hooks;	/* put NULL: journal_put */
 
@@ -590,6 +593,11 @@ server_release(struct server *s)
 	if (sync_failed) {
 		metric_inc(&s->m_commit_failed);
 		s->journal_ok = 0;
+		if (!s->lost && s->fatal_cb != NULL) {
+			s->lost = 1;
+			s->fatal_cb(s->fatal_arg, "fsync of the journal's WAL "
+			    "failed");
+		}
 	} else if (synced > 0 && synced >= failed && !s->journal_ok &&
 	    TAILQ_EMPTY(&s->waiting)) {
 		log_info("journal_recovered", NULL);
@@ -815,6 +823,7 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	s->commit_cb = NULL;	/* the pipeline is stopping too */
+	s->fatal_cb = NULL;
 	s->freeing = 1;
 	if (s->journal != NULL) {
 		journal_sync_listen(s->journal, NULL, s);
@@ -860,6 +869,13 @@ server_set_commit_cb(struct server *s, server_commit_fn fn, void *arg)
 {
 	s->commit_cb = fn;
 	s->commit_arg = arg;
+}
+
+void
+server_set_fatal_cb(struct server *s, server_fatal_fn fn, void *arg)
+{
+	s->fatal_cb = fn;
+	s->fatal_arg = arg;
 }
 
 void

@@ -17,6 +17,9 @@ struct server;
 
 /* Called after a commit that stored new rows (the pipeline's wake-up). */
 typedef void (*server_commit_fn)(void *arg, int new_rows);
+/* The journal can no longer make anything durable (a failed fsync): the
+ * process must stop and be restarted. Called once, on the loop. */
+typedef void (*server_fatal_fn)(void *arg, const char *why);
 
 /*
  * How a group commit stores its webhooks, when something other than a
@@ -40,6 +43,7 @@ struct server *server_new(struct event_base *, const struct config *,
 void	server_attach_journal(struct server *, struct journal *);
 void	server_free(struct server *);
 void	server_set_commit_cb(struct server *, server_commit_fn, void *arg);
+void	server_set_fatal_cb(struct server *, server_fatal_fn, void *arg);
 /* hooks is copied; NULL: plain journal_put(). */
 void	server_set_store_hooks(struct server *,
 	    const struct server_store_hooks *hooks);

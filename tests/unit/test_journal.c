@@ -1126,3 +1126,91 @@ Test(journal, ten_thousand_rows_commit_in_batches, .timeout = 120)
 	time_batches(JOURNAL_DURABILITY_FULL, "full");
 	assert_integrity();
 }
+
+/* One batch of one row under a deferred commit; its ticket. */
+static uint64_t
+deferred_batch(struct journal *j, const char *id)
+{
+	struct journal_entry e = entry(id, NOW_MS);
+	char *cause = NULL;
+	uint64_t ticket = 0;
+
+	begin(j);
+	cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
+	cr_assert_eq(journal_commit_deferred(j, &ticket, &cause), 0, "%s",
+	    cause ? cause : "");
+	journal_sync_wait(j, ticket);
+	return ticket;
+}
+
+/*
+ * After one failed fsync no later ticket is ever claimed durable, even
+ * when the fsync after it succeeds: the failed one may have left a hole in
+ * the WAL on disk, and recovery stops at the first bad frame. The syncer
+ * fails when it cannot open the WAL by its path (a dangling symlink stands
+ * in for it while SQLite keeps writing through its own descriptor).
+ */
+Test(journal, an_fsync_failure_fails_every_later_ticket)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
+	char *db = db_path();
+	char *wal = xasprintf("%s-wal", db);
+	char *away = xasprintf("%s-wal.away", db);
+	char *nowhere = xasprintf("%s/no-such-dir/wal", tmpdir);
+	uint64_t t1, t2, t3, synced, failed;
+
+	t1 = deferred_batch(j, "before");
+	synced = journal_synced(j, &failed);
+	cr_assert_geq(synced, t1);
+	cr_assert_eq(failed, 0);
+
+	cr_assert_eq(rename(wal, away), 0);
+	cr_assert_eq(symlink(nowhere, wal), 0);
+	t2 = deferred_batch(j, "during");
+	synced = journal_synced(j, &failed);
+	cr_assert_lt(synced, t2, "a failed fsync is not durable");
+	cr_assert_geq(failed, t2);
+
+	cr_assert_eq(unlink(wal), 0);
+	cr_assert_eq(rename(away, wal), 0);
+	t3 = deferred_batch(j, "after");
+	synced = journal_synced(j, &failed);
+	cr_expect_lt(synced, t2, "nothing is claimed durable after a failure "
+	    "(synced %llu, ticket %llu)", (unsigned long long)synced,
+	    (unsigned long long)t3);
+	cr_expect_geq(failed, t3);
+	journal_free(j);
+	free(db);
+	free(wal);
+	free(away);
+	free(nowhere);
+	cr_assert_eq(rows(), 3, "the rows are stored all the same");
+	assert_integrity();
+}
+
+/* What a crash left in the WAL is in the database file, synced, before
+ * journal_open returns: the WAL is empty again. */
+Test(journal, open_moves_a_recovered_wal_into_the_database)
+{
+	struct journal *j;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
+		fill(j, "m", 200, NOW_MS);
+		kill(getpid(), SIGKILL);
+		_exit(1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	cr_assert_gt(file_size("-wal"), 0, "rows are only in the WAL");
+	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
+	cr_expect_eq(file_size("-wal"), 0, "the WAL was copied and reset "
+	    "at open");
+	cr_assert_eq(rows(), 200);
+	journal_free(j);
+	assert_integrity();
+}
