@@ -3,7 +3,8 @@
  * the listeners and run the event loop until SIGTERM/SIGINT, then stop
  * accepting, finish in-flight commits and replies, and exit 0. SIGHUP
  * re-reads the signing secrets and wakes the pipeline stages (for rows an
- * operator re-drove). Main thread. Configuration errors exit 2.
+ * operator re-drove). Main thread. Configuration errors exit 2; a failed
+ * fsync of the journal drains the same way and exits 3 (restart it).
  */
 #include <sys/stat.h>
 
@@ -34,7 +35,7 @@ extern char **environ;
 
 #define SERVE_PRUNE_MS		(60 * 60 * 1000)
 #define SERVE_DRAIN_MS		2000
-#define SERVE_EXIT_JOURNAL_LOST	3	/* an fsync failed; restart to recover */
+#define SERVE_EXIT_JOURNAL_LOST	3	/* a failed fsync: restart to recover */
 
 struct serve {
 	struct config		*cfg;
@@ -49,7 +50,9 @@ struct serve {
 	int64_t			 drain_deadline;
 	int64_t			 counts[JOURNAL_NSTATES];
 	int64_t			 counts_ms;
-	int			 stopping;
+	int			 stopping;	/* signals seen */
+	int			 draining;	/* serve_drain ran */
+	int			 running;	/* in event_base_dispatch */
 	int			 status;	/* exit status */
 };
 
@@ -89,6 +92,8 @@ serve_drain(struct serve *sv)
 {
 	struct timeval tv = { 0, 0 };
 
+	if (sv->draining++)
+		return;
 	sv->drain_deadline = util_mono_ms() + SERVE_DRAIN_MS;
 	/* The current pass's commits run first; replies then drain. */
 	evtimer_add(sv->drain, &tv);
@@ -125,7 +130,9 @@ serve_fatal_cb(void *arg, const char *why)
 	sv->status = SERVE_EXIT_JOURNAL_LOST;
 	log_error("journal_lost", "error=\"%s\" action=exit status=%d", why,
 	    SERVE_EXIT_JOURNAL_LOST);
-	if (sv->stopping++)
+	/* Also called from server_free() at the end, when there is no loop
+	 * left to drain: the exit status is all that changes then. */
+	if (!sv->running || sv->draining)
 		return;
 	server_shutdown(sv->server);
 	serve_drain(sv);
@@ -369,6 +376,10 @@ serve_start(struct serve *sv)
 	if ((sv->journal = journal_open(&jc, &cause)) == NULL)
 		fatalx(2, "config: state_dir = \"%s\": cannot open the "
 		    "journal: %s", sv->cfg->state_dir, cause);
+	if (journal_recover_wal(sv->journal, &cause) != 0)
+		fatalx(SERVE_EXIT_JOURNAL_LOST, "journal %s: cannot move the "
+		    "WAL into the database file: %s", journal_path(sv->journal),
+		    cause);
 	server_attach_journal(sv->server, sv->journal);
 	admin_set_journal(sv->admin, sv->journal);
 	if ((sv->publisher = publisher_new(sv->base, sv->cfg, sv->journal,
@@ -495,8 +506,10 @@ cmd_serve(int argc, char **argv)
 	    sv.cfg->cross_check ? "on" : "off",
 	    sv.cfg->durability == CONFIG_DURABILITY_FULL ? "full" : "process",
 	    journal_path(sv.journal), PAYHOOK_VERSION);
+	sv.running = 1;
 	if (event_base_dispatch(sv.base) < 0)
 		log_error("event_loop_failed", NULL);
+	sv.running = 0;
 	log_info("stopped", "connections=%d status=%d",
 	    server_connections(sv.server), sv.status);
 	serve_stop(&sv);

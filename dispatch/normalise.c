@@ -22,6 +22,7 @@
 #include "receiver/json.h"
 
 #define NORMALISE_STR_MAX	2048	/* longer strings are dropped */
+#define NORMALISE_TOKENS	512	/* more: the body goes to cJSON */
 #define NORMALISE_REASON_MAX	200
 #define NORMALISE_MAX_SAFE_INT	9007199254740991.0	/* 2^53 - 1 */
 
@@ -634,7 +635,10 @@ normalise_views(const struct journal_row *row, const struct normalise_opts *o,
 	}
 	if (row->body == NULL)
 		return;
-	if (o->body_toks != NULL && o->body_ntoks > 0)
+	/* The receiver's tokens, within the limits normalise_parse keeps. */
+	if (o->body_toks != NULL && o->body_ntoks > 0 &&
+	    o->body_ntoks <= NORMALISE_TOKENS &&
+	    o->body_toks[0].next == o->body_ntoks)
 		root = normalise_tree(row->body, row->body_len, o->body_toks);
 	else
 		root = normalise_parse(row->body, row->body_len);
@@ -752,9 +756,10 @@ normalise_arena_end(struct normalise_arena *a)
  * than NORMALISE_NUMBER_MAX bytes (cJSON versions differ in how they read
  * those) go to cJSON_ParseWithLength as before, so the tree is always the
  * one cJSON builds. A differential run of 300,000 mutated bodies against
- * cJSON's parser gave byte-identical events.
+ * cJSON's parser gave byte-identical events. A fused event (normalised in
+ * the group commit) reuses the tokens the receiver made of the body with
+ * the same tokenizer, under the same NORMALISE_TOKENS limit.
  */
-#define NORMALISE_TOKENS	512
 #define NORMALISE_NUMBER_MAX	63
 
 /* Token t's string, unescaped, in the arena; NULL on U+0000. */

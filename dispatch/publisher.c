@@ -292,8 +292,8 @@ publisher_row(struct publisher *p, const struct journal_row *row,
 	char *cause = NULL;
 	int64_t seq, want = p->assigned + 1;
 
-	if (publisher_event_json(p, row, NULL, want, pe->topic, &pe->json, &pe->len,
-	    &cause) != 0)
+	if (publisher_event_json(p, row, NULL, want, pe->topic, &pe->json,
+	    &pe->len, &cause) != 0)
 		goto fail;
 	if (journal_add_event(p->journal, row->id, pe->topic, pe->json,
 	    pe->len, util_now_ms(), &seq, &cause) != 0)

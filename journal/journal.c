@@ -30,6 +30,7 @@
 #define JOURNAL_APP_ID		0x70617968	/* "payh" */
 #define JOURNAL_OPEN_BUSY_MS	2000	/* start-up may wait a little */
 #define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
+#define JOURNAL_RECOVER_MS	10000	/* journal_recover_wal: lock wait */
 /* Checkpoint early, every 1 MB of WAL: each pass then syncs a small slice
  * of the database file, and the WAL's fdatasync never queues behind a
  * burst of several MB (4 MB: 0.45-0.6 % of fsyncs over 2.5 ms, 1 MB:
@@ -198,7 +199,7 @@ journal_exec(sqlite3 *db, const char *sql, const char *what, char **cause)
 
 /* A prepared statement that returns no rows (BEGIN, COMMIT), run and reset:
  * the group commit's two would otherwise be parsed again every batch. */
-static int
+int
 journal_run(sqlite3 *db, sqlite3_stmt *st, const char *what, char **cause)
 {
 	int rc = sqlite3_step(st);
@@ -622,39 +623,47 @@ journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 }
 
 
-/*
- * At open, whatever the WAL holds goes into the database file, synced
- * (TRUNCATE on the checkpointer's connection, whose sync level syncs).
- * After a failed fsync (payhook serve exits 3) the recovered frames may
- * live only in the page cache: pages the kernel could not write and then
- * called clean, which no later fsync of the WAL writes. Copying them now
- * makes every row the journal shows durable before a retry of it is
- * answered "duplicate". After a clean stop the WAL is empty and this costs
- * nothing. A failure (a reader holding the WAL, a failing disk) is logged;
- * the checkpointer thread tries again.
- */
-static void
-journal_open_checkpoint(struct journal *j)
+/* Copy the whole WAL into the database file and reset it (TRUNCATE on the
+ * write connection, whose sync level syncs both files); 0 or -1 and
+ * *cause. */
+static int
+journal_checkpoint_truncate(struct journal *j, char **cause)
 {
-	struct stat st;
-	char *wal;
-	int rc, frames = -1, copied = -1;
-
-	wal = xasprintf("%s-wal", j->path);
-	rc = stat(wal, &st);
-	free(wal);
-	if (rc != 0 || st.st_size == 0)
-		return;
-	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
-	    SQLITE_CHECKPOINT_TRUNCATE, &frames, &copied);
-	if (rc != SQLITE_OK) {
-		log_warn("journal_open_checkpoint", "wal_bytes=%lld error=\"%s\"",
-		    (long long)st.st_size, sqlite3_errmsg(j->ckpt_db));
-		return;
+	if (sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+	    NULL, NULL) != SQLITE_OK) {
+		journal_cause(cause, j->db, "WAL checkpoint");
+		return -1;
 	}
 	atomic_fetch_add(&j->checkpoints, 1);
-	log_info("journal_open_checkpoint", "wal_bytes=%lld result=synced",
+	return 0;
+}
+
+/*
+ * Whatever the WAL holds at start goes into the database file, synced.
+ * After a failed fsync (payhook serve exits 3) the recovered frames may
+ * live only in the page cache: pages the kernel could not write and then
+ * called clean, which no later fsync of the WAL writes. Copying them makes
+ * every row the journal shows durable before a retry of it is answered
+ * "duplicate", and before the publisher trusts the seqs it finds. Waits up
+ * to JOURNAL_RECOVER_MS for other connections (a backup, an operator's
+ * shell). After a clean stop the WAL is gone and this costs nothing.
+ */
+int
+journal_recover_wal(struct journal *j, char **cause)
+{
+	struct stat st;
+	int rc;
+
+	if (stat(j->wal_path, &st) != 0 || st.st_size == 0)
+		return 0;
+	sqlite3_busy_timeout(j->db, JOURNAL_RECOVER_MS);
+	rc = journal_checkpoint_truncate(j, cause);
+	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	if (rc != 0)
+		return -1;
+	log_info("journal_wal_recovered", "wal_bytes=%lld result=synced",
 	    (long long)st.st_size);
+	return 0;
 }
 
 struct journal *
@@ -668,6 +677,7 @@ journal_open(const struct journal_config *cfg, char **cause)
 	j->checkpoint_ms = cfg->checkpoint_ms > 0 ? cfg->checkpoint_ms :
 	    JOURNAL_CHECKPOINT_MS;
 	j->path = xasprintf("%s/%s", cfg->dir, JOURNAL_FILE);
+	j->wal_path = xasprintf("%s-wal", j->path);
 
 	if (util_mkdir_p(cfg->dir, &why) != 0 ||
 	    journal_create_file(cfg->dir, j->path, &why) != 0 ||
@@ -696,7 +706,6 @@ journal_open(const struct journal_config *cfg, char **cause)
 		journal_cause(&why, j->ckpt_db, "checkpointer busy timeout");
 		goto fail;
 	}
-	journal_open_checkpoint(j);
 	atomic_store(&j->wal_dirty, 1);
 	if (journal_start_checkpointer(j, &why) != 0)
 		goto fail;
@@ -717,7 +726,7 @@ fail:
 void
 journal_free(struct journal *j)
 {
-	int rc;
+	char *why = NULL;
 
 	if (j == NULL)
 		return;
@@ -735,14 +744,11 @@ journal_free(struct journal *j)
 		log_error("journal_close_failed", "connection=checkpointer "
 		    "error=\"%s\"", sqlite3_errmsg(j->ckpt_db));
 	if (j->db != NULL) {
-		if (j->ckpt_started) {
-			rc = sqlite3_wal_checkpoint_v2(j->db, NULL,
-			    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-			if (rc == SQLITE_OK)
-				atomic_fetch_add(&j->checkpoints, 1);
-			else
-				log_warn("journal_final_checkpoint",
-				    "error=\"%s\"", sqlite3_errmsg(j->db));
+		if (j->ckpt_started &&
+		    journal_checkpoint_truncate(j, &why) != 0) {
+			log_warn("journal_final_checkpoint", "error=\"%s\"",
+			    why);
+			free(why);
 		}
 		journal_pipeline_free(j);
 		sqlite3_finalize(j->insert);
@@ -759,6 +765,7 @@ journal_free(struct journal *j)
 		pthread_mutex_destroy(&j->lock);
 	}
 	free(j->path);
+	free(j->wal_path);
 	free(j);
 }
 

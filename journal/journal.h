@@ -118,6 +118,13 @@ int	journal_commit_deferred(struct journal *, uint64_t *ticket,
  * was: the journal must be closed and opened again (payhook serve exits 3
  * and is restarted). */
 uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
+/*
+ * Move whatever the WAL holds into the database file, synced, and reset
+ * it: run once after journal_open, before anything is answered (see
+ * journal.c). 0, or -1 and *cause when it could not (payhook serve then
+ * exits 3 to be restarted).
+ */
+int	journal_recover_wal(struct journal *, char **cause);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);
 

@@ -19,6 +19,7 @@ struct journal_syncer;
 
 struct journal {
 	char		*path;
+	char		*wal_path;	/* path + "-wal" */
 	int64_t		 retention_ms;
 	int		 checkpoint_ms;
 
@@ -66,6 +67,9 @@ int	journal_begin_immediate(struct journal *, int nowait, char **cause);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,
 	    char **cause);
 void	journal_abort_txn(sqlite3 *db, const char *what);
+/* Run a prepared statement that returns no rows (BEGIN, COMMIT) and reset
+ * it; 0, or -1 and *cause. */
+int	journal_run(sqlite3 *, sqlite3_stmt *, const char *what, char **cause);
 int	journal_prepare(struct journal *j, const char *sql, sqlite3_stmt **st,
 	    char **cause);
 /* Delete published events created before cutoff_ms (bounded). */

@@ -110,27 +110,25 @@ journal_sync_main(void *arg)
 		 * succeeding would not make it durable. So one failure fails
 		 * every later request too, without trying (fail-stop, as
 		 * PostgreSQL does since 2018); the service restarts and
-		 * recovers (journal_open).
+		 * recovers (journal_recover_wal).
 		 */
-		if (atomic_load(&sy->failed) > 0) {
+		if (atomic_load(&sy->failed) > 0)
 			atomic_store(&sy->failed, target);
-			pthread_mutex_lock(&sy->lock);
-			pthread_cond_broadcast(&sy->cond);
-			journal_sync_call_listeners(sy);
-			continue;
-		}
-		t0 = util_mono_ns();
-		fd = journal_sync_fd(sy);
-		ok = fd >= 0 && fdatasync(fd) == 0;
-		if (sy->latency != NULL)
-			metric_observe(sy->latency,
-			    (uint64_t)(util_mono_ns() - t0));
-		if (ok)
-			atomic_store(&sy->synced, target);
 		else {
-			log_error("journal_fsync_failed", "path=%s error=\"%s\"",
-			    sy->wal_path, strerror(errno));
-			atomic_store(&sy->failed, target);
+			t0 = util_mono_ns();
+			fd = journal_sync_fd(sy);
+			ok = fd >= 0 && fdatasync(fd) == 0;
+			if (sy->latency != NULL)
+				metric_observe(sy->latency,
+				    (uint64_t)(util_mono_ns() - t0));
+			if (ok)
+				atomic_store(&sy->synced, target);
+			else {
+				log_error("journal_fsync_failed", "path=%s "
+				    "error=\"%s\"", sy->wal_path,
+				    strerror(errno));
+				atomic_store(&sy->failed, target);
+			}
 		}
 		pthread_mutex_lock(&sy->lock);
 		pthread_cond_broadcast(&sy->cond);
@@ -149,7 +147,7 @@ journal_syncer_start(struct journal *j, char **cause)
 
 	sy = xcalloc(1, sizeof *sy);
 	sy->fd = -1;
-	sy->wal_path = xasprintf("%s-wal", j->path);
+	sy->wal_path = xstrdup(j->wal_path);
 	if ((error = pthread_mutex_init(&sy->lock, NULL)) != 0 ||
 	    (error = pthread_cond_init(&sy->cond, NULL)) != 0) {
 		*cause = xasprintf("syncer: %s", strerror(error));

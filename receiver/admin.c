@@ -38,6 +38,7 @@ struct admin {
 	struct admin_check	 checks[ADMIN_MAX_CHECKS];
 	size_t			 nchecks;
 	struct journal		*journal;	/* borrowed; NULL: no events */
+	double			 started;	/* Unix time, seconds */
 };
 
 /* The status page: static, so it can carry a strict CSP. It fetches
@@ -193,6 +194,16 @@ admin_readyz(struct admin *a, struct evhttp_request *req,
 	    "false");
 	admin_send(req, ready ? 200 : 503, ready ? "OK" : "Service Unavailable",
 	    "application/json", body);
+}
+
+/* Prometheus' usual process_start_time_seconds: restarts show as changes
+ * (the PayhookRestarting alert). */
+static double
+admin_start_gauge(void *arg)
+{
+	const struct admin *a = arg;
+
+	return a->started;
 }
 
 static double
@@ -419,6 +430,10 @@ admin_new(struct event_base *base, const char *addr, char **cause)
 	}
 	metrics_gauge("payhook_ready", "1 while every readiness check passes "
 	    "(what /readyz answers 200 for).", NULL, admin_ready_gauge, a);
+	a->started = (double)util_now_ms() / 1000;
+	metrics_gauge("process_start_time_seconds", "Start time of the "
+	    "process since the Unix epoch, in seconds.", NULL,
+	    admin_start_gauge, a);
 	return a;
 }
 

@@ -98,7 +98,7 @@ struct server {
 	server_commit_fn	 commit_cb;
 	server_fatal_fn		 fatal_cb;
 	void			*fatal_arg;
-	int			 lost;		/* an fsync failed: fatal_cb ran */
+	int			 lost;		/* fatal_cb ran */
 	void			*commit_arg;
 	struct server_store_hooks hooks;	/* put NULL: journal_put */
 
@@ -590,14 +590,15 @@ server_release(struct server *s)
 			sync_failed = 1;
 		fresh += server_finish_batch(s, b, b->ticket <= failed);
 	}
+	/* Any failed fsync, a webhook batch's or another writer's (the
+	 * publisher's seqs): the journal claims nothing durable any more. */
+	if (failed > 0 && !s->lost && s->fatal_cb != NULL) {
+		s->lost = 1;
+		s->fatal_cb(s->fatal_arg, "fsync of the journal's WAL failed");
+	}
 	if (sync_failed) {
 		metric_inc(&s->m_commit_failed);
 		s->journal_ok = 0;
-		if (!s->lost && s->fatal_cb != NULL) {
-			s->lost = 1;
-			s->fatal_cb(s->fatal_arg, "fsync of the journal's WAL "
-			    "failed");
-		}
 	} else if (synced > 0 && synced >= failed && !s->journal_ok &&
 	    TAILQ_EMPTY(&s->waiting)) {
 		log_info("journal_recovered", NULL);
@@ -823,7 +824,6 @@ server_free(struct server *s)
 	if (s == NULL)
 		return;
 	s->commit_cb = NULL;	/* the pipeline is stopping too */
-	s->fatal_cb = NULL;
 	s->freeing = 1;
 	if (s->journal != NULL) {
 		journal_sync_listen(s->journal, NULL, s);

@@ -10,7 +10,7 @@ trigger file exists. What docs/journal.md promises:
   itself (the service manager restarts it);
 - at the restart, with the disk working, what the WAL held is moved into
   the database file and synced before anything is answered
-  (journal_open_checkpoint); webhooks refused meanwhile are accepted when
+  (journal_wal_recovered); webhooks refused meanwhile are accepted when
   GOV.UK Pay retries them and new ones are accepted;
 - every event is then published once, seq 1..N with no gap, and the
   journal passes PRAGMA integrity_check.
@@ -130,7 +130,7 @@ def t_fsync_failure(r):
         s.start()
         r.check("restart: what the WAL held was moved into the database "
                 "file and synced at open",
-                "event=journal_open_checkpoint" in s.log() and
+                "event=journal_wal_recovered" in s.log() and
                 "result=synced" in s.log(), s.log()[-600:])
         retried = [post(s, m) for m in refused]
         r.check("restart: refused webhooks retried get 200",

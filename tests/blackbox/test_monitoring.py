@@ -83,7 +83,10 @@ def problems_in(expr, names, allow=()):
             bad.append("unknown metric %s" % name)
             continue
         for label, op, value in matchers:
-            if "$" in value or op in ("!=", "!~"):
+            # job and instance are the scrape target's, added by
+            # Prometheus, never exported by payhook itself.
+            if "$" in value or op in ("!=", "!~") or label in (
+                    "job", "instance"):
                 continue
             wanted = value.split("|") if op == "=~" else [value]
             have = {ls.get(label) for ls in names[name]}
