@@ -16,6 +16,8 @@
 #include "journal/journal.h"
 #include "receiver/json.h"
 
+#include "reference.h"
+
 /* The constructed example from GOVUK-PAY.md §1.3 (webhook resource). */
 static const char hook_body[] =
 	"{\"webhook_message_id\":\"2c7fqamtqk0g4sbhnm4f4ce6qa\","
@@ -557,18 +559,13 @@ Test(normalise, events_from_the_receivers_tokens_are_the_same_bytes)
 	    "\"p\\u00e9\\ud83d\\ude00\",\"amount\":4,\"state\":{\"status\":"
 	    "\"success\",\"finished\":false},\"description\":\"a\\\"b\\n\","
 	    "\"metadata\":{\"l\":[1,\"x\"],\"t\":true,\"f\":1.5e3}}}";
-	const char *ref = getenv("PAYHOOK_REF");
-	char *path_, *buf = NULL, *cause = NULL;
+	char *buf;
 	size_t i, len;
 
-	cr_assert_not_null(ref, "PAYHOOK_REF must point at shared/reference");
 	for (i = 0; i < UTIL_ARRAY_LEN(files); i++) {
-		path_ = xasprintf("%s/webhook-examples/%s", ref, files[i]);
-		cr_assert_eq(util_read_file(path_, 1 << 20, &buf, &len,
-		    &cause), 0, "%s", cause ? cause : "");
+		buf = ref_example(files[i], &len);
 		same_event_from_tokens(files[i], buf, len);
 		free(buf);
-		free(path_);
 	}
 	same_event_from_tokens("hook_body", hook_body, strlen(hook_body));
 	same_event_from_tokens("escapes", escapes, strlen(escapes));

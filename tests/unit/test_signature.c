@@ -13,24 +13,7 @@
 #include "common/xmalloc.h"
 #include "receiver/signature.h"
 
-static char *
-ref_path(const char *name)
-{
-	const char *ref = getenv("PAYHOOK_REF");
-
-	cr_assert_not_null(ref, "PAYHOOK_REF must point at shared/reference");
-	return xasprintf("%s/webhook-examples/%s", ref, name);
-}
-
-static char *
-slurp(const char *path, size_t *len)
-{
-	char *buf = NULL, *cause = NULL;
-
-	cr_assert_eq(util_read_file(path, 1 << 20, &buf, len, &cause), 0,
-	    "%s", cause ? cause : "");
-	return buf;
-}
+#include "reference.h"
 
 static char *
 secret_file(const char *content)
@@ -47,13 +30,13 @@ secret_file(const char *content)
 
 Test(signature, reference_vectors_match_including_govuk_pay_own)
 {
-	char *path = ref_path("signature-test-vectors.json"), *text, *body;
+	char *text, *body;
 	char hex[SIGNATURE_HEX_LEN + 1];
 	cJSON *root, *vectors, *v;
 	size_t len, blen;
 	int n = 0;
 
-	text = slurp(path, &len);
+	text = ref_example("signature-test-vectors.json", &len);
 	root = cJSON_Parse(text);
 	cr_assert_not_null(root);
 	vectors = cJSON_GetObjectItem(root, "vectors");
@@ -68,12 +51,8 @@ Test(signature, reference_vectors_match_including_govuk_pay_own)
 		if (bu != NULL) {
 			body = xstrdup(cJSON_GetStringValue(bu));
 			blen = strlen(body);
-		} else {
-			char *p = ref_path(cJSON_GetStringValue(bf));
-
-			body = slurp(p, &blen);
-			free(p);
-		}
+		} else
+			body = ref_example(cJSON_GetStringValue(bf), &blen);
 		signature_hmac_hex(key, strlen(key), body, blen, hex);
 		cr_expect_str_eq(hex, want, "vector %d", n);
 		free(body);
@@ -82,12 +61,10 @@ Test(signature, reference_vectors_match_including_govuk_pay_own)
 	cr_assert_geq(n, 2);
 	cJSON_Delete(root);
 	free(text);
-	free(path);
 }
 
 Test(signature, verify_accepts_the_constructed_webhook_under_its_secret)
 {
-	char *path = ref_path("constructed-card_payment_captured.body.json");
 	char *file = secret_file("webhook_test_9v3l0ak1mqkqf2b0j3n1ce4tdo\n");
 	const char *hdr = "229cd12c09bd5c5d3ff91d7c11931960997f5c922c14d6f7c1"
 	    "3aed5812b27b61";
@@ -95,7 +72,7 @@ Test(signature, verify_accepts_the_constructed_webhook_under_its_secret)
 	char *cause = NULL, *body;
 	size_t len;
 
-	body = slurp(path, &len);
+	body = ref_example("constructed-card_payment_captured.body.json", &len);
 	cr_assert_eq(signature_load_file(sig, file, &cause), 0);
 	cr_expect_eq(signature_verify(sig, body, len, hdr, strlen(hdr)),
 	    SIGNATURE_SECRET_1);
@@ -107,7 +84,6 @@ Test(signature, verify_accepts_the_constructed_webhook_under_its_secret)
 	unlink(file);
 	free(file);
 	free(body);
-	free(path);
 }
 
 Test(signature, second_secret_matches_during_rotation_and_is_reported)

@@ -12,6 +12,8 @@
 #include "common/xmalloc.h"
 #include "dispatch/verdict.h"
 
+#include "reference.h"
+
 #define PID "hu20sqlact5260q2nanm0q8u93"
 
 /* API states (status, code) in the API vocabulary. */
@@ -395,18 +397,13 @@ Test(verdict, unusable_answers_are_errors_not_verdicts)
 
 Test(verdict, reference_example_body_confirms_against_its_api_view)
 {
-	char path[512], *body, *err = NULL, which;
+	char *body, which;
 	char reason[VERDICT_REASON_MAX];
-	const char *ref = getenv("PAYHOOK_REF");
 	struct verdict v;
 	size_t len;
 	char *a;
 
-	xsnprintf(path, sizeof path, "%s/webhook-examples/"
-	    "constructed-card_payment_captured.body.json",
-	    ref != NULL ? ref : "/work/shared/reference");
-	cr_assert_eq(util_read_file(path, 1 << 20, &body, &len, &err), 0,
-	    "%s", err);
+	body = ref_example("constructed-card_payment_captured.body.json", &len);
 	a = api_json(PID, "5000", "12345", "Pay your council tax", "success",
 	    NULL, NULL);
 	cr_assert_eq(verdict_from_json("card_payment_captured", body, len, a,

@@ -14,6 +14,8 @@
 #include "receiver/json.h"
 #include "receiver/webhook.h"
 
+#include "reference.h"
+
 #define CONSTRUCTED	"constructed-card_payment_captured.body.json"
 #define TECH_DOCS	"tech-docs-webhook-message-example.json"
 #define BODY_TEST	"pay-webhooks-WebhookMessageBodyTest-expectedJson.json"
@@ -32,28 +34,11 @@ struct mutation {
 static struct webhook_parser *parser;
 static char *constructed;
 
-static char *
-load_example(const char *name, size_t *len)
-{
-	const char *ref = getenv("PAYHOOK_REF");
-	char *path, *buf = NULL, *cause = NULL;
-	size_t n;
-
-	cr_assert_not_null(ref, "PAYHOOK_REF is not set");
-	path = xasprintf("%s/webhook-examples/%s", ref, name);
-	if (util_read_file(path, 1 << 20, &buf, &n, &cause) != 0)
-		cr_assert_fail("%s", cause);
-	free(path);
-	if (len != NULL)
-		*len = n;
-	return buf;
-}
-
 static void
 setup(void)
 {
 	parser = webhook_parser_new();
-	constructed = load_example(CONSTRUCTED, NULL);
+	constructed = ref_example(CONSTRUCTED, NULL);
 }
 
 static void
@@ -196,7 +181,7 @@ Test(webhook, tech_docs_example_is_valid_despite_lower_case_type_and_provider_id
 	char reason[WEBHOOK_REASON_MAX] = "";
 	struct webhook w;
 	size_t len;
-	char *body = load_example(TECH_DOCS, &len);
+	char *body = ref_example(TECH_DOCS, &len);
 
 	cr_expect_eq(webhook_parse(parser, body, len, &w, reason), 0, "%s",
 	    reason);
@@ -210,7 +195,7 @@ Test(webhook, sender_unit_test_body_is_invalid_for_its_ids_and_dummy_resource)
 	char reason[WEBHOOK_REASON_MAX] = "";
 	struct webhook w;
 	size_t len;
-	char *body = load_example(BODY_TEST, &len), *fixed, *fixed2;
+	char *body = ref_example(BODY_TEST, &len), *fixed, *fixed2;
 
 	cr_expect_eq(webhook_parse(parser, body, len, &w, reason), -1);
 	cr_expect_not_null(strstr(reason, "webhook_message_id:"), "%s", reason);
@@ -235,7 +220,7 @@ Test(webhook, files_that_are_not_webhook_bodies_are_invalid)
 	char *body;
 
 	for (i = 0; i < UTIL_ARRAY_LEN(names); i++) {
-		body = load_example(names[i], &len);
+		body = ref_example(names[i], &len);
 		cr_expect_eq(webhook_parse(parser, body, len, &w, reason), -1,
 		    "%s accepted", names[i]);
 		cr_expect_str_eq(reason,
@@ -257,7 +242,7 @@ Test(webhook, payment_api_representation_resource_is_valid_in_an_envelope)
 {
 	char reason[WEBHOOK_REASON_MAX] = "";
 	struct webhook w;
-	char *res = load_example(API_REPR, NULL), *body, *bad;
+	char *res = ref_example(API_REPR, NULL), *body, *bad;
 
 	body = wrap_resource("3rke415aam1pl1u3hvaljbcll3", "card_payment_started",
 	    res);
