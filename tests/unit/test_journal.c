@@ -470,8 +470,12 @@ Test(journal, rows_survive_reopen)
 	assert_integrity();
 }
 
-Test(journal, committed_rows_survive_a_process_crash)
+/* A child process commits 200 rows (and, with open_batch, leaves one more
+ * uncommitted) and is killed with SIGKILL: no journal_free. */
+static void
+crash_after_200_rows(enum journal_durability d, int open_batch)
 {
+	struct journal_entry e;
 	struct journal *j;
 	pid_t pid;
 	int status;
@@ -479,20 +483,27 @@ Test(journal, committed_rows_survive_a_process_crash)
 	pid = fork();
 	cr_assert_neq(pid, -1);
 	if (pid == 0) {
-		j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 60000);
+		j = open_journal(d, 0, 60000);
 		fill(j, "m", 200, NOW_MS);
-		begin(j);	/* left open: must vanish */
-		{
-			struct journal_entry e = entry("uncommitted", NOW_MS);
+		if (open_batch) {
+			begin(j);	/* left open: must vanish */
+			e = entry("uncommitted", NOW_MS);
 			put(j, &e);
 		}
-		kill(getpid(), SIGKILL);	/* kill -9: no journal_free */
+		kill(getpid(), SIGKILL);
 		_exit(1);
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
 	    "the child failed before the kill (status %d)", status);
 	cr_assert_gt(file_size("-wal"), 0, "rows are only in the WAL");
+}
+
+Test(journal, committed_rows_survive_a_process_crash)
+{
+	struct journal *j;
+
+	crash_after_200_rows(JOURNAL_DURABILITY_PROCESS, 1);
 	j = open_journal(JOURNAL_DURABILITY_PROCESS, 0, 0);
 	cr_assert_eq(rows(), 200);
 	journal_free(j);
@@ -1195,20 +1206,8 @@ Test(journal, recover_moves_a_crashed_wal_into_the_database)
 {
 	struct journal *j;
 	char *cause = NULL;
-	pid_t pid;
-	int status;
 
-	pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
-		fill(j, "m", 200, NOW_MS);
-		kill(getpid(), SIGKILL);
-		_exit(1);
-	}
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-	cr_assert_gt(file_size("-wal"), 0, "rows are only in the WAL");
+	crash_after_200_rows(JOURNAL_DURABILITY_FULL, 0);
 	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
 	cr_assert_gt(file_size("-wal"), 0, "opening alone leaves the WAL");
 	cr_assert_eq(journal_recover_wal(j, &cause), 0, "%s",
