@@ -373,7 +373,9 @@ server_webhook(struct server *s, struct evhttp_request *req, int secret,
 		memcpy(p->event_type, wh.event_type, sizeof p->event_type);
 		p->occurred_ms = wh.created_ms;
 		p->outcome = SERVER_ACCEPTED;
-		server_keep_tokens(s, p);
+		/* Only a fused event (cross_check = off) reads them. */
+		if (!s->cfg->cross_check)
+			server_keep_tokens(s, p);
 	} else {
 		server_quarantine_id(body, len, p->key, sizeof p->key);
 		p->outcome = SERVER_QUARANTINED;
