@@ -115,7 +115,7 @@ serve_stop_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
- * The journal can make nothing durable any more (journal_synced): every
+ * The journal can make nothing durable any more (journal_lost): every
  * webhook from now on would be answered 503 while GOV.UK Pay's retries
  * pile up. Exit SERVE_EXIT_JOURNAL_LOST after draining, so the service
  * manager restarts payhook and the journal is opened (and recovered) anew;
@@ -421,6 +421,8 @@ serve_start(struct serve *sv)
 static void
 serve_stop(struct serve *sv)
 {
+	const char *lost;
+
 	/* Ingest first (its last batches become durable), then the stages. */
 	server_free(sv->server);
 	crosscheck_free(sv->crosscheck);
@@ -431,7 +433,10 @@ serve_stop(struct serve *sv)
 	if (sv->ev_hup) event_free(sv->ev_hup);
 	if (sv->prune) event_free(sv->prune);
 	if (sv->drain) event_free(sv->drain);
-	journal_free(sv->journal);
+	/* A failed fsync found only by the final checkpoint counts too. */
+	if ((lost = journal_free(sv->journal)) != NULL &&
+	    sv->status != SERVE_EXIT_JOURNAL_LOST)
+		serve_fatal_cb(sv, lost);
 	signature_free(sv->sig);
 	metrics_reset();
 	event_base_free(sv->base);

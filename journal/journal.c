@@ -210,6 +210,28 @@ journal_run(sqlite3 *db, sqlite3_stmt *st, const char *what, char **cause)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+int
+journal_fsync_error(sqlite3 *db)
+{
+	int rc = sqlite3_extended_errcode(db);
+
+	return rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC;
+}
+
+/* COMMIT on the write connection. It fsyncs only the header of a WAL that
+ * starts over (when the checkpointer did not write it first); if that
+ * fails, the header on disk may be the old one, whose salt disowns every
+ * frame after it: the journal is lost. */
+int
+journal_run_commit(struct journal *j, char **cause)
+{
+	if (journal_run(j->db, j->commit, "journal commit", cause) == 0)
+		return 0;
+	if (journal_fsync_error(j->db))
+		journal_lose(j, "fsync of the journal's WAL failed");
+	return -1;
+}
+
 /* ROLLBACK if SQLite still has a transaction open (it may have rolled back
  * by itself after SQLITE_FULL or an I/O error). */
 void
@@ -659,6 +681,8 @@ journal_recover_wal(struct journal *j, char **cause)
 	sqlite3_busy_timeout(j->db, JOURNAL_RECOVER_MS);
 	rc = journal_checkpoint_truncate(j, cause);
 	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
+	if (rc != 0 && journal_fsync_error(j->db))
+		journal_lose(j, "fsync while recovering the WAL failed");
 	if (rc != 0)
 		return -1;
 	log_info("journal_wal_recovered", "wal_bytes=%lld result=synced",
@@ -723,16 +747,38 @@ fail:
 	return NULL;
 }
 
-void
+/*
+ * A lost journal's WAL holds the only copy known good of everything since
+ * the last good sync: closing must not checkpoint it (SQLite's last close
+ * would copy nothing, as the frames count as backfilled, and delete it).
+ * The next open rebuilds the WAL index, which starts the backfill from the
+ * first frame again, and journal_recover_wal copies it all.
+ */
+static void
+journal_keep_wal(struct journal *j)
+{
+	if (j->ckpt_db != NULL)
+		sqlite3_db_config(j->ckpt_db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+		    1, NULL);
+	if (j->db != NULL)
+		sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+		    NULL);
+	log_error("journal_wal_kept", "path=%s reason=\"%s\" "
+	    "action=recover_at_next_open", j->wal_path, journal_lost(j));
+}
+
+const char *
 journal_free(struct journal *j)
 {
+	const char *lost;
 	char *why = NULL;
 
 	if (j == NULL)
-		return;
+		return NULL;
 	if (j->db != NULL && j->in_txn)
 		journal_rollback(j);
-	journal_syncer_stop(j);
+	/* The checkpointer first: it may lose the journal, which wakes the
+	 * syncer's listeners. */
 	if (j->ckpt_started) {
 		pthread_mutex_lock(&j->lock);
 		j->stop = 1;
@@ -740,16 +786,21 @@ journal_free(struct journal *j)
 		pthread_mutex_unlock(&j->lock);
 		pthread_join(j->ckpt_thread, NULL);
 	}
+	journal_syncer_stop(j);
+	if (j->db != NULL && j->ckpt_started && journal_lost(j) == NULL &&
+	    journal_checkpoint_truncate(j, &why) != 0) {
+		if (journal_fsync_error(j->db))
+			journal_lose(j, "fsync at the final WAL checkpoint "
+			    "failed");
+		log_warn("journal_final_checkpoint", "error=\"%s\"", why);
+		free(why);
+	}
+	if ((lost = journal_lost(j)) != NULL)
+		journal_keep_wal(j);
 	if (j->ckpt_db != NULL && sqlite3_close(j->ckpt_db) != SQLITE_OK)
 		log_error("journal_close_failed", "connection=checkpointer "
 		    "error=\"%s\"", sqlite3_errmsg(j->ckpt_db));
 	if (j->db != NULL) {
-		if (j->ckpt_started &&
-		    journal_checkpoint_truncate(j, &why) != 0) {
-			log_warn("journal_final_checkpoint", "error=\"%s\"",
-			    why);
-			free(why);
-		}
 		journal_pipeline_free(j);
 		sqlite3_finalize(j->insert);
 		sqlite3_finalize(j->count);
@@ -767,6 +818,7 @@ journal_free(struct journal *j)
 	free(j->path);
 	free(j->wal_path);
 	free(j);
+	return lost;
 }
 
 /*
@@ -911,7 +963,7 @@ journal_commit(struct journal *j, char **cause)
 		*cause = xasprintf("journal commit: no usable transaction");
 		return -1;
 	}
-	if (journal_run(j->db, j->commit, "journal commit", cause) != 0) {
+	if (journal_run_commit(j, cause) != 0) {
 		j->txn_failed = 1;
 		return -1;
 	}

@@ -73,8 +73,11 @@ struct journal;
 
 /* Open (create, migrate) dir/journal.db. NULL and *cause on failure. */
 struct journal *journal_open(const struct journal_config *, char **cause);
-/* Stop the checkpointer, checkpoint, close. NULL is a no-op. */
-void	journal_free(struct journal *);
+/* Stop the checkpointer, checkpoint, close. NULL is a no-op. Returns
+ * journal_lost()'s reason if the journal was lost at any time up to and
+ * including the final checkpoint (its WAL is then left for the next open
+ * to recover), or NULL. */
+const char *journal_free(struct journal *);
 const char *journal_path(const struct journal *);
 /* Schema version this build writes (PRAGMA user_version). */
 int	journal_schema_version(void);
@@ -118,6 +121,13 @@ int	journal_commit_deferred(struct journal *, uint64_t *ticket,
  * was: the journal must be closed and opened again (payhook serve exits 3
  * and is restarted). */
 uint64_t journal_synced(struct journal *, uint64_t *failed_upto);
+/*
+ * Why the journal can no longer vouch for what it stores, or NULL while it
+ * can. Any failed fsync loses it: the WAL's (the syncer's, or a COMMIT's),
+ * or the database file's during a checkpoint, in either durability. The
+ * sync and lock listeners are called when it happens. Any thread.
+ */
+const char *journal_lost(struct journal *);
 /*
  * Move whatever the WAL holds into the database file, synced, and reset
  * it: run once after journal_open, before anything is answered (see

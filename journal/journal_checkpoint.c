@@ -5,7 +5,9 @@
  * connection's WAL hook nudges it; past a size it forces a RESTART so the
  * WAL starts over. It never blocks the writer for longer than about
  * JOURNAL_RESTART_BUSY_MS plus a small copy, and never touches the write
- * connection. The WAL hook itself runs on the main thread.
+ * connection. The WAL hook itself runs on the main thread. A failed fsync
+ * of either file loses the journal, and the checkpointer stops for good
+ * (journal_checkpoint_failed).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +29,34 @@
 #define JOURNAL_RESTART_CATCHUP	3	/* passes before a RESTART at most */
 #define JOURNAL_RESTART_NEAR_FRAMES 64	/* few enough frames to RESTART */
 #define JOURNAL_RESTART_BACKOFF_MS 1000	/* after a RESTART met a reader */
+
+/*
+ * A checkpoint step failed on the checkpointer's connection. Busy or
+ * locked: try again later. A failed fsync loses the journal: the kernel
+ * may have dropped what it could not write and will call the next fsync
+ * clean, while SQLite already counts the copied frames as backfilled, so
+ * its next reset of the WAL (a writer starting it over, a RESTART, the
+ * final TRUNCATE) would throw away the only good copy. Nothing is
+ * checkpointed after that; the next open copies the whole WAL again.
+ * Anything else is logged and retried.
+ */
+static void
+journal_checkpoint_failed(struct journal *j, const char *step)
+{
+	int rc = sqlite3_extended_errcode(j->ckpt_db);
+
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		return;
+	if (journal_fsync_error(j->ckpt_db)) {
+		log_error("journal_checkpoint_fsync_failed", "step=%s "
+		    "error=\"%s\" code=%d action=stop", step,
+		    sqlite3_errmsg(j->ckpt_db), rc);
+		journal_lose(j, "fsync during a WAL checkpoint failed");
+		return;
+	}
+	log_warn("journal_checkpoint_failed", "step=%s error=\"%s\" code=%d",
+	    step, sqlite3_errmsg(j->ckpt_db), rc);
+}
 
 /*
  * Under a steady stream of commits a PASSIVE checkpoint never finds the WAL
@@ -58,7 +88,10 @@ journal_checkpoint_take_header(struct journal *j)
 	if (version < 0)
 		return 0;
 	xsnprintf(sql, sizeof sql, "PRAGMA user_version = %d", version);
-	return sqlite3_exec(j->ckpt_db, sql, NULL, NULL, NULL) == SQLITE_OK;
+	if (sqlite3_exec(j->ckpt_db, sql, NULL, NULL, NULL) == SQLITE_OK)
+		return 1;
+	journal_checkpoint_failed(j, "wal_header");
+	return 0;
 }
 
 /*
@@ -112,11 +145,17 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 		j->restart_after_ms = util_mono_ms() +
 		    JOURNAL_RESTART_BACKOFF_MS;
 		atomic_store(&j->wal_dirty, 1);
-		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
-			log_warn("journal_wal_restart_failed", "error=\"%s\" "
-			    "code=%d", sqlite3_errmsg(j->ckpt_db), rc);
+		journal_checkpoint_failed(j, "restart");
 	}
 	/* The write lock is free again: whoever met it may go on. */
+	journal_lock_notify(j);
+}
+
+void
+journal_lock_notify(struct journal *j)
+{
+	if (!j->sync_inited)
+		return;
 	pthread_mutex_lock(&j->lock);
 	if (j->lock_fn != NULL)
 		j->lock_fn(j->lock_arg);
@@ -140,10 +179,12 @@ journal_lock_listen(struct journal *j, journal_sync_fn fn, void *arg)
  * write them out while holding every writer off (about 20 ms at 20,000
  * webhooks/s). Syncing after each pass instead spreads that work over the
  * lap, on this thread, with no lock held; the RESTART then finds almost
- * nothing to write. A failed or skipped sync is harmless here: SQLite
- * syncs again before it ever lets the WAL start over.
+ * nothing to write. A skipped sync is harmless here (SQLite syncs again
+ * before it ever lets the WAL start over), a failed one is not: SQLite's
+ * own later sync may be told all is well while the pages are gone, so it
+ * loses the journal. 0 or -1.
  */
-static void
+static int
 journal_checkpoint_sync_db(struct journal *j)
 {
 	sqlite3_file *f = NULL;
@@ -151,9 +192,13 @@ journal_checkpoint_sync_db(struct journal *j)
 
 	if (sqlite3_file_control(j->ckpt_db, "main", SQLITE_FCNTL_FILE_POINTER,
 	    &f) != SQLITE_OK || f == NULL || f->pMethods == NULL)
-		return;
-	if ((rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL)) != SQLITE_OK)
-		log_warn("journal_checkpoint_sync_failed", "code=%d", rc);
+		return 0;
+	if ((rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL)) == SQLITE_OK)
+		return 0;
+	log_error("journal_checkpoint_fsync_failed", "step=sync_db path=%s "
+	    "code=%d action=stop", j->path, rc);
+	journal_lose(j, "fsync of the journal's database file failed");
+	return -1;
 }
 
 /* One PASSIVE pass and the sync after it; 0, or -1 to try again later. */
@@ -162,20 +207,21 @@ journal_checkpoint_pass(struct journal *j, int *nlog, int *nckpt)
 {
 	int rc;
 
+	if (journal_lost(j) != NULL)
+		return -1;
 	rc = sqlite3_wal_checkpoint_v2(j->ckpt_db, NULL,
 	    SQLITE_CHECKPOINT_PASSIVE, nlog, nckpt);
 	if (rc != SQLITE_OK) {
 		atomic_store(&j->wal_dirty, 1);
-		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
-			log_warn("journal_checkpoint_failed", "error=\"%s\" "
-			    "code=%d", sqlite3_errmsg(j->ckpt_db), rc);
+		journal_checkpoint_failed(j, "passive");
 		return -1;
 	}
 	atomic_fetch_add(&j->checkpoints, 1);
 	if (*nckpt < j->ckpt_synced)	/* the WAL started over */
 		j->ckpt_synced = 0;
 	if (*nckpt > j->ckpt_synced) {
-		journal_checkpoint_sync_db(j);
+		if (journal_checkpoint_sync_db(j) != 0)
+			return -1;
 		j->ckpt_synced = *nckpt;
 	}
 	if (*nckpt < *nlog)	/* a reader pins old frames */

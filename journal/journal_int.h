@@ -55,6 +55,7 @@ struct journal {
 
 	struct journal_pipe *pipe;	/* journal_pipeline.c's statements */
 	struct journal_syncer *syncer;	/* journal_sync.c; NULL: process */
+	_Atomic(const char *) lost;	/* journal_lose(): why, or NULL */
 	int		 needs_sync;	/* the open txn stored webhooks or
 					   events: durable before COMMIT
 					   returns (unless deferred) */
@@ -86,6 +87,22 @@ void	journal_syncer_stop(struct journal *j);
 /* After a COMMIT: if the transaction needs_sync, block until the WAL is
  * synced (durability = full). 0, or -1 when the fsync failed. */
 int	journal_sync_after_commit(struct journal *j, char **cause);
+/*
+ * A failed fsync: the journal can no longer vouch for what it stored (see
+ * journal_sync.c). From now on no ticket is durable, the checkpointer
+ * copies nothing more, and journal_free leaves the WAL for
+ * journal_recover_wal at the next open. Wakes the sync and lock listeners
+ * so the owner learns it (journal_lost). Any thread; the first why, a
+ * static string, is kept.
+ */
+void	journal_lose(struct journal *, const char *why);
+/* 1 when db's last error was a failed fsync (of a file or a directory). */
+int	journal_fsync_error(sqlite3 *db);
+/* COMMIT the write connection's transaction (a failed fsync in it loses
+ * the journal); 0 or -1 and *cause. */
+int	journal_run_commit(struct journal *, char **cause);
+/* Call the lock listener (journal_lock_listen), if any. Any thread. */
+void	journal_lock_notify(struct journal *);
 /* Hand a committed ticket to the syncer. */
 void	journal_syncer_request(struct journal *j, uint64_t ticket);
 /* One row of JOURNAL_ROW_COLUMNS (journal_pipeline.c) into r; with

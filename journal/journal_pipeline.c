@@ -165,7 +165,7 @@ journal_pipe_end(struct journal *j, int own, int ok, char **cause)
 	}
 	if (!own)
 		return 0;
-	if (journal_run(j->db, j->commit, "journal commit", cause) != 0) {
+	if (journal_run_commit(j, cause) != 0) {
 		journal_abort_txn(j->db, "pipeline commit");
 		j->needs_sync = 0;
 		return -1;

@@ -8,8 +8,9 @@
  * assign event seqs wait for their sync (a seq must never be reused after
  * a power loss); cross-check verdicts and publish marks can be redone, so
  * they never wait. The syncer thread only calls fdatasync and the notify
- * function; it never touches SQLite. One failed fdatasync fails every
- * later ticket (see journal_sync_main).
+ * function; it never touches SQLite. One failed fsync, here or anywhere
+ * in the journal, loses the journal (journal_lose): every later ticket
+ * fails and the WAL is kept for recovery at the next open.
  */
 #include <sys/stat.h>
 
@@ -35,6 +36,7 @@
 #define JOURNAL_SYNC_LISTENERS 4
 
 struct journal_syncer {
+	struct journal		*j;
 	pthread_t		 thread;
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 cond;
@@ -107,12 +109,14 @@ journal_sync_main(void *arg)
 		 * pages it could not write and will call the next fsync
 		 * clean. That leaves a hole in the WAL on disk, and recovery
 		 * stops at the first bad frame: a later commit's fsync
-		 * succeeding would not make it durable. So one failure fails
-		 * every later request too, without trying (fail-stop, as
+		 * succeeding would not make it durable. So once the journal
+		 * is lost, by a failure here or any other fsync of its files,
+		 * every request fails without trying, and one whose fsync
+		 * was under way when it was lost fails too (fail-stop, as
 		 * PostgreSQL does since 2018); the service restarts and
 		 * recovers (journal_recover_wal).
 		 */
-		if (atomic_load(&sy->failed) > 0)
+		if (journal_lost(sy->j) != NULL)
 			atomic_store(&sy->failed, target);
 		else {
 			t0 = util_mono_ns();
@@ -121,14 +125,17 @@ journal_sync_main(void *arg)
 			if (sy->latency != NULL)
 				metric_observe(sy->latency,
 				    (uint64_t)(util_mono_ns() - t0));
-			if (ok)
-				atomic_store(&sy->synced, target);
-			else {
+			if (!ok) {
 				log_error("journal_fsync_failed", "path=%s "
 				    "error=\"%s\"", sy->wal_path,
 				    strerror(errno));
-				atomic_store(&sy->failed, target);
+				journal_lose(sy->j,
+				    "fsync of the journal's WAL failed");
 			}
+			if (ok && journal_lost(sy->j) == NULL)
+				atomic_store(&sy->synced, target);
+			else
+				atomic_store(&sy->failed, target);
 		}
 		pthread_mutex_lock(&sy->lock);
 		pthread_cond_broadcast(&sy->cond);
@@ -146,6 +153,7 @@ journal_syncer_start(struct journal *j, char **cause)
 	int error;
 
 	sy = xcalloc(1, sizeof *sy);
+	sy->j = j;
 	sy->fd = -1;
 	sy->wal_path = xstrdup(j->wal_path);
 	if ((error = pthread_mutex_init(&sy->lock, NULL)) != 0 ||
@@ -269,7 +277,8 @@ journal_sync_after_commit(struct journal *j, char **cause)
 	journal_syncer_request(j, ticket);
 	journal_sync_wait(j, ticket);
 	if (atomic_load(&j->syncer->synced) < ticket) {
-		*cause = xasprintf("journal commit: fsync of the WAL failed");
+		*cause = xasprintf("journal commit: %s", journal_lost(j) !=
+		    NULL ? journal_lost(j) : "fsync of the WAL failed");
 		return -1;
 	}
 	return 0;
@@ -284,6 +293,29 @@ journal_synced(struct journal *j, uint64_t *failed_upto)
 	}
 	*failed_upto = atomic_load(&j->syncer->failed);
 	return atomic_load(&j->syncer->synced);
+}
+
+const char *
+journal_lost(struct journal *j)
+{
+	return atomic_load(&j->lost);
+}
+
+void
+journal_lose(struct journal *j, const char *why)
+{
+	struct journal_syncer *sy = j->syncer;
+	const char *none = NULL;
+
+	if (!atomic_compare_exchange_strong(&j->lost, &none, why))
+		return;
+	if (sy != NULL) {
+		pthread_mutex_lock(&sy->lock);
+		pthread_cond_broadcast(&sy->cond);
+		journal_sync_call_listeners(sy);
+		pthread_mutex_unlock(&sy->lock);
+	}
+	journal_lock_notify(j);
 }
 
 void

@@ -579,6 +579,7 @@ server_release(struct server *s)
 {
 	struct server_batch *b;
 	uint64_t synced, failed;
+	const char *lost;
 	int fresh = 0, sync_failed = 0;
 
 	synced = journal_synced(s->journal, &failed);
@@ -592,11 +593,13 @@ server_release(struct server *s)
 			sync_failed = 1;
 		fresh += server_finish_batch(s, b, b->ticket <= failed);
 	}
-	/* Any failed fsync, a webhook batch's or another writer's (the
-	 * publisher's seqs): the journal claims nothing durable any more. */
-	if (failed > 0 && !s->lost && s->fatal_cb != NULL) {
+	/* Any failed fsync, a webhook batch's, another writer's (the
+	 * publisher's seqs) or a checkpoint's: the journal claims nothing
+	 * durable any more. */
+	if ((lost = journal_lost(s->journal)) != NULL && !s->lost &&
+	    s->fatal_cb != NULL) {
 		s->lost = 1;
-		s->fatal_cb(s->fatal_arg, "fsync of the journal's WAL failed");
+		s->fatal_cb(s->fatal_arg, lost);
 	}
 	if (sync_failed) {
 		metric_inc(&s->m_commit_failed);
@@ -619,8 +622,8 @@ server_sync_notify(void *arg)
 	event_active(s->sync_ev, EV_TIMEOUT, 0);
 }
 
-/* The checkpointer let go of the write lock (on its thread): hop to the
- * loop thread. */
+/* The checkpointer let go of the write lock, or the journal was lost (on
+ * another thread): hop to the loop thread. */
 static void
 server_lock_notify(void *arg)
 {
@@ -633,12 +636,14 @@ static void server_commit_cb(evutil_socket_t, short, void *);
 
 /* A batch waiting out SERVER_BUSY_RETRY_MS tries again now. (Its own
  * event: activating commit_ev from the checkpointer could be undone by the
- * event_add of the retry timer, if the two met.) */
+ * event_add of the retry timer, if the two met.) A lost journal is seen
+ * here too when no syncer calls (durability = process). */
 static void
 server_lock_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
+	server_release(s);
 	if (!s->busy_wait)
 		return;
 	event_del(s->commit_ev);

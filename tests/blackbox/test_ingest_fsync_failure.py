@@ -14,6 +14,10 @@ trigger file exists. What docs/journal.md promises:
   GOV.UK Pay retries them and new ones are accepted;
 - every event is then published once, seq 1..N with no gap, and the
   journal passes PRAGMA integrity_check.
+Then the same with the database file's fsync failing during a WAL
+checkpoint instead (PAYHOOK_FSYNCFAIL_SUFFIX=journal.db), with durability
+full and process: the journal is lost all the same, its WAL is kept at
+exit (journal_wal_kept, no final checkpoint) and payhook exits 3.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
 import json
@@ -21,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (BIN, Runner, Service, check_503,  # noqa: E402
@@ -67,6 +72,47 @@ def sent_and_head(s):
     return s.rows("SELECT (SELECT upto FROM events_sent), (SELECT"
                   " coalesce(max(seq), 0) FROM events), (SELECT count(*)"
                   " FROM events)")[0]
+
+
+def check_restart(r, s, ok, refused):
+    """payhook restarted on a working disk after it lost its journal: the
+    WAL it kept is moved into the database file at open, the refused
+    webhooks are accepted when retried and new ones too, every event is
+    sent once with no gap, every id answered 200 is stored once."""
+    s.start()
+    r.check("restart: what the WAL held was moved into the database "
+            "file and synced at open",
+            "event=journal_wal_recovered" in s.log() and
+            "result=synced" in s.log(), s.log()[-600:])
+    retried = [post(s, m) for m in refused]
+    r.check("restart: refused webhooks retried get 200 (%d)" %
+            len(refused), all(a[0] == 200 for a in retried),
+            repr([(a[0], a[2]) for a in retried]))
+    ok.extend(refused)
+    mid = fresh_id()
+    st, h, b = post(s, mid)
+    if st == 200:
+        ok.append(mid)
+    r.check("restart: a new webhook is accepted", st == 200 and
+            b == b'{"status":"accepted"}', "%s %r" % (st, b))
+
+    # Every event sent once, no gap.
+    r.check("restart: every event sent (watermark at the head)",
+            wait_for(lambda: sent_and_head(s)[0] ==
+                     sent_and_head(s)[1], 10), repr(sent_and_head(s)))
+    up, head, count = sent_and_head(s)
+    r.check("restart: seq 1..%d, one event per row, no gap" % head,
+            count == head and head == len(journal_ids(s)),
+            repr((up, head, count, len(journal_ids(s)))))
+    st, obj = readyz(s)
+    r.check("restart: /readyz 200", st == 200, repr(obj))
+    r.check("restart: PRAGMA integrity_check ok",
+            integrity_check(s) == ["ok"])
+    ids = journal_ids(s)
+    r.check("restart: every id answered 200 is stored once (%d)" %
+            len(ok), all(ids.get(m) == 1 for m in ok),
+            repr([m for m in ok if ids.get(m) != 1][:5]))
+    r.check("restart: payhook stopped cleanly", s.stop() == 0)
 
 
 def t_fsync_failure(r):
@@ -127,40 +173,85 @@ def t_fsync_failure(r):
         # The disk works again and the service manager restarts payhook.
         os.unlink(trigger)
         del s.env["LD_PRELOAD"]
-        s.start()
-        r.check("restart: what the WAL held was moved into the database "
-                "file and synced at open",
-                "event=journal_wal_recovered" in s.log() and
-                "result=synced" in s.log(), s.log()[-600:])
-        retried = [post(s, m) for m in refused]
-        r.check("restart: refused webhooks retried get 200",
-                refused and all(a[0] == 200 for a in retried),
-                repr([(a[0], a[2]) for a in retried]))
-        ok.extend(refused)
-        mid = fresh_id()
-        st, h, b = post(s, mid)
-        if st == 200:
-            ok.append(mid)
-        r.check("restart: a new webhook is accepted", st == 200 and
-                b == b'{"status":"accepted"}', "%s %r" % (st, b))
+        check_restart(r, s, ok, refused)
+    finally:
+        if os.path.exists(trigger):
+            os.unlink(trigger)
+        if s.proc is not None and s.alive():
+            s.kill()
+        s.cleanup()
 
-        # Every event sent once, no gap.
-        r.check("restart: every event sent (watermark at the head)",
-                wait_for(lambda: sent_and_head(s)[0] ==
-                         sent_and_head(s)[1], 10), repr(sent_and_head(s)))
-        up, head, count = sent_and_head(s)
-        r.check("restart: seq 1..%d, one event per row, no gap" % head,
-                count == head and head == len(journal_ids(s)),
-                repr((up, head, count, len(journal_ids(s)))))
-        st, obj = readyz(s)
-        r.check("restart: /readyz 200", st == 200, repr(obj))
-        r.check("restart: PRAGMA integrity_check ok",
-                integrity_check(s) == ["ok"])
-        ids = journal_ids(s)
-        r.check("restart: every id answered 200 is stored once (%d)" %
-                len(ok), all(ids.get(m) == 1 for m in ok),
-                repr([m for m in ok if ids.get(m) != 1][:5]))
-        r.check("restart: payhook stopped cleanly", s.stop() == 0)
+
+def t_db_fsync_failure(r, durability):
+    """The database file's fsync fails during a WAL checkpoint (the WAL's
+    own fsyncs work): SQLite already counts the copied frames as done, so
+    the journal is lost all the same. payhook stops checkpointing, keeps
+    the WAL at exit and exits 3; the restart copies the WAL again. With
+    durability = process as well (no WAL fsyncs, but checkpoints sync the
+    database file all the same)."""
+    s = Service(extra={"durability": durability})
+    tag = "db/%s: " % durability
+    trigger = os.path.join(s.tmp, "fail-fsync-now")
+    s.env["LD_PRELOAD"] = preload()
+    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
+    s.env["PAYHOOK_FSYNCFAIL_SUFFIX"] = "journal.db"
+    ok, refused = [], []
+    try:
+        s.start()
+        for _ in range(5):
+            mid = fresh_id()
+            if post(s, mid)[0] == 200:
+                ok.append(mid)
+        r.check(tag + "before, 5 webhooks accepted", len(ok) == 5, repr(ok))
+
+        # The disk loses the database file's writes. The checkpointer
+        # copies the WAL within a second (checkpoint period) of a commit.
+        open(trigger, "w").close()
+        answers = []
+        deadline = time.monotonic() + 15
+        while s.alive() and time.monotonic() < deadline:
+            mid = fresh_id()
+            st, h, b = post(s, mid)
+            answers.append((mid, st, h, b))
+            if st == 200:
+                ok.append(mid)
+            elif st == 503:
+                refused.append(mid)
+            time.sleep(0.05)
+        # Stopping starts at once: a webhook that comes in meanwhile is
+        # refused (503) or finds the listener closed, never answered 200.
+        codes = [a[1] for a in answers]
+        first = next((i for i, c in enumerate(codes) if c != 200),
+                     len(codes))
+        r.check(tag + "once one webhook is refused none is answered 200",
+                200 not in codes[first:] and set(codes) <=
+                {200, 503, "timeout"}, repr(codes))
+        if 503 in codes:
+            check_503(r, tag.rstrip(": "), answers[codes.index(503)][1:])
+        log = s.log()
+        r.check(tag + "the log names the failed fsync of the database file",
+                "event=journal_checkpoint_fsync_failed" in log, log[-600:])
+        r.check(tag + "the log says the journal is lost and payhook exits 3",
+                re.search(r"event=journal_lost error=\"fsync[^\"]*"
+                          r"(database file|checkpoint)[^\"]*\" action=exit "
+                          r"status=3", log) is not None, log[-600:])
+        r.check(tag + "payhook exits by itself",
+                wait_for(lambda: not s.alive(), 10), s.log()[-400:])
+        log = s.log()
+        r.check(tag + "the WAL is kept for the restart",
+                "event=journal_wal_kept" in log, log[-600:])
+        r.check(tag + "no final checkpoint was attempted",
+                "event=journal_final_checkpoint" not in log, log[-600:])
+        rc = s.stop()
+        r.check(tag + "exit status 3 (restart it)", rc == 3, repr(rc))
+        wal = os.path.join(s.state_dir, "journal.db-wal")
+        r.check(tag + "the WAL is on disk, not empty",
+                os.path.exists(wal) and os.path.getsize(wal) > 0,
+                repr(os.path.exists(wal)))
+
+        os.unlink(trigger)
+        del s.env["LD_PRELOAD"]
+        check_restart(r, s, ok, refused)
     finally:
         if os.path.exists(trigger):
             os.unlink(trigger)
@@ -176,6 +267,8 @@ def main():
               "(PAYHOOK_FSYNCFAIL)")
         sys.exit(77)
     r.run(t_fsync_failure)
+    r.run(t_db_fsync_failure, "full")
+    r.run(t_db_fsync_failure, "process")
     r.done()
 
 

@@ -2,8 +2,10 @@
  * fsyncfail.c: fault injection for the black-box tests, loaded into the
  * real payhook with LD_PRELOAD. While the file named by
  * PAYHOOK_FSYNCFAIL_TRIGGER exists, fdatasync() and fsync() of a file
- * whose name ends in "-wal" fail with EIO without syncing, as a disk that
- * lost the write would make them fail. Everything else is passed through.
+ * whose name ends in PAYHOOK_FSYNCFAIL_SUFFIX ("-wal" if unset: the WAL;
+ * "journal.db" for the database file) fail with EIO without syncing, as a
+ * disk that lost the write would make them fail. Everything else is passed
+ * through.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,18 +21,23 @@ static int
 fsyncfail_now(int fd)
 {
 	const char *trigger = getenv("PAYHOOK_FSYNCFAIL_TRIGGER");
+	const char *suffix = getenv("PAYHOOK_FSYNCFAIL_SUFFIX");
 	char link[64], path[4096];
+	size_t len;
 	ssize_t n;
 
 	if (trigger == NULL || access(trigger, F_OK) != 0)
 		return 0;
+	if (suffix == NULL || *suffix == '\0')
+		suffix = "-wal";
+	len = strlen(suffix);
 	if (snprintf(link, sizeof link, "/proc/self/fd/%d", fd) < 0)
 		return 0;
 	n = readlink(link, path, sizeof path - 1);
-	if (n < 4)
+	if (n < 0 || (size_t)n < len)
 		return 0;
 	path[n] = '\0';
-	return strcmp(path + n - 4, "-wal") == 0;
+	return strcmp(path + n - len, suffix) == 0;
 }
 
 /* The call through to libc's own name, unless it must fail now. */
