@@ -17,7 +17,9 @@ trigger file exists. What docs/journal.md promises:
 Then the same with the database file's fsync failing during a WAL
 checkpoint instead (PAYHOOK_FSYNCFAIL_SUFFIX=journal.db), with durability
 full and process: the journal is lost all the same, its WAL is kept at
-exit (journal_wal_kept, no final checkpoint) and payhook exits 3.
+exit (journal_wal_kept, no final checkpoint) and payhook exits 3; started
+again while the disk still fails, its recovery of the WAL fails and it
+exits 3 before listening.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
 import json
@@ -248,6 +250,18 @@ def t_db_fsync_failure(r, durability):
         r.check(tag + "the WAL is on disk, not empty",
                 os.path.exists(wal) and os.path.getsize(wal) > 0,
                 repr(os.path.exists(wal)))
+
+        # Restarted while the disk still fails: the recovery's sync of the
+        # database file fails, and payhook exits 3 before it listens.
+        p = subprocess.run(s.command(), env=s.env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=60)
+        err = p.stderr.decode("utf-8", "replace")
+        r.check(tag + "restarted on the failing disk: exit 3 before "
+                "listening", p.returncode == 3 and "cannot move the WAL" in
+                err and "event=listening" not in err,
+                "%r %s" % (p.returncode, err[-400:]))
+        r.check(tag + "the WAL is still there",
+                os.path.exists(wal) and os.path.getsize(wal) > 0)
 
         os.unlink(trigger)
         del s.env["LD_PRELOAD"]
