@@ -5,6 +5,7 @@ In one run, on loopback, with the same wrk settings and the same request
 stream (webhooks.lua: signed ~1.5 KB webhooks, each with its own id):
   1. nginx answering `return 200`          the machine's HTTP ceiling
   2. payhook serve                         cross_check off, durability full
+     and again with random ids (as GOV.UK Pay's are) instead of counting ones
   3. adnanh/webhook                        payload-hmac-sha256 rule, /bin/true
 Collects requests/s, p50/p99, non-2xx, server CPU and peak RSS (VmHWM),
 checks payhook answered only 2xx and journaled exactly what it accepted,
@@ -128,6 +129,7 @@ class Bench:
         self.args = args
         self.work = tempfile.mkdtemp(prefix="payhook-bench-")
         self.data = os.path.join(self.work, "data")
+        self.data_random = os.path.join(self.work, "data-random")
         self.secret_file = os.path.join(self.work, "signing-secret")
         with open(self.secret_file, "w") as f:
             f.write(SECRET + "\n")
@@ -145,13 +147,16 @@ class Bench:
     def generate(self):
         n = self.args.webhooks or max(200000, self.args.duration * 80000)
         self.nwebhooks = n
-        t0 = time.monotonic()
-        cmd = [sys.executable, os.path.join(HERE, "gen.py"), self.data,
-               str(n), self.secret_file]
-        subprocess.run(cmd, check=True)
-        self.commands.append("python3 bench/ingest/gen.py DATA %d "
-                             "SECRET_FILE   # %.1f s" %
-                             (n, time.monotonic() - t0))
+        for data, extra in ((self.data, []),
+                            (self.data_random, ["0", "--random"])):
+            t0 = time.monotonic()
+            cmd = [sys.executable, os.path.join(HERE, "gen.py"), data,
+                   str(n), self.secret_file] + extra
+            subprocess.run(cmd, check=True)
+            self.commands.append(
+                "python3 bench/ingest/gen.py %s %d SECRET_FILE%s   # %.1f s" %
+                ("DATA" if not extra else "DATA_RANDOM", n,
+                 "".join(" " + x for x in extra), time.monotonic() - t0))
         with open(os.path.join(self.data, "template.json"), "rb") as f:
             self.template = f.read().rstrip(b"\n")
 
@@ -164,21 +169,23 @@ class Bench:
                               hashlib.sha256).hexdigest()
 
     # --- wrk -------------------------------------------------------------
-    def wrk(self, name, port, path, pid, pace=0):
+    def wrk(self, name, port, path, pid, pace=0, data=None):
         a = self.args
+        data = data or self.data
         url = "http://127.0.0.1:%d%s" % (port, path)
         secs = a.paced_duration if pace else a.duration
         cmd = [a.wrk, "-t%d" % a.threads, "-c%d" % a.connections,
                "-d%ds" % secs, "--timeout", "5s", "--latency",
                "-s", os.path.join(HERE, "webhooks.lua"), url, "--",
-               self.data, str(a.threads)]
+               data, str(a.threads)]
         env = dict(os.environ)
         env.pop("WRK_PACE_MS", None)
         if pace:
             env["WRK_PACE_MS"] = str(pace)
         self.commands.append(("WRK_PACE_MS=%d " % pace if pace else "") +
-                             " ".join(["wrk"] + cmd[1:-2] +
-                                      ["DATA", str(a.threads)]).replace(
+                             " ".join(["wrk"] + cmd[1:-2] + [
+                                 "DATA_RANDOM" if data == self.data_random
+                                 else "DATA", str(a.threads)]).replace(
                 HERE, "bench/ingest") + "   # " + name)
         pids = proc_tree(pid)
         cpu0 = cpu_seconds(pids)
@@ -293,9 +300,9 @@ http {
                 out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
         return out
 
-    def run_payhook(self):
-        proc, port, admin, d, cfg = self.start_payhook("payhook")
-        self.commands.append("payhook serve -c WORK/payhook/payhook.conf")
+    def run_payhook(self, tag="payhook", data=None):
+        proc, port, admin, d, cfg = self.start_payhook(tag)
+        self.commands.append("payhook serve -c WORK/%s/payhook.conf" % tag)
         path = "/webhooks/govuk-pay"
         try:
             body, sig = self.sample_body("v" * 26, "u" * 26)
@@ -304,7 +311,7 @@ http {
             if st1 != 200 or b"accepted" not in b1 or st2 != 401:
                 raise RuntimeError("payhook sanity check: %d %r, bad "
                                    "signature %d" % (st1, b1, st2))
-            r = self.wrk("payhook", port, path, proc.pid)
+            r = self.wrk(tag, port, path, proc.pid, data=data)
             r["metrics"] = self.metrics(admin)
         finally:
             rc = stop(proc)
@@ -346,9 +353,9 @@ http {
         bc = mt.get("payhook_journal_commit_batch_size_count", 0)
         r["batch_mean"] = (mt.get("payhook_journal_commit_batch_size_sum", 0)
                            / bc) if bc else 0
-        self.log("payhook: rows=%d accepted=%d duplicates=%d quarantined=%d "
+        self.log("%s: rows=%d accepted=%d duplicates=%d quarantined=%d "
                  "commits=%d mean batch %.1f mean commit %.0f us exit=%s" %
-                 (r["rows"], r["accepted"], r["duplicates"],
+                 (tag, r["rows"], r["accepted"], r["duplicates"],
                   r["quarantined"], r["commits"], r["batch_mean"],
                   r["commit_mean_us"], rc))
 
@@ -556,6 +563,8 @@ def write_results(b, out_path):
     L("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, label in (("nginx", "nginx `return 200` (ceiling)"),
                         ("payhook", "**payhook serve**"),
+                        ("payhook-random", "payhook serve, random ids "
+                         "(below)"),
                         ("webhook", "adnanh/webhook + HMAC rule")):
         r = res[name]
         L("| %s | %.0f | %s | %s | %s | %d | %d | %.3f | %.1f MB%s |" %
@@ -590,6 +599,31 @@ def write_results(b, out_path):
     L("| peak RSS < 32 MB | %.1f MB | %s |" %
       (p["hwm_kb"] / 1024, "met" if p["hwm_kb"] < 32 * 1024 else
        "**missed**"))
+    L("")
+    q = res["payhook-random"]
+    L("### Random ids")
+    L("")
+    L("GOV.UK Pay's ids are random; the stream above counts them up "
+      "(`gen.py`), so each new index entry lands at the end of its b-tree "
+      "and a group commit writes a few pages for all its webhooks. Random "
+      "ids (`gen.py DATA_RANDOM N SECRET_FILE 0 --random`) land each on a "
+      "different leaf of the `webhook_message_id` and `resource_id` "
+      "indexes once the journal outgrows a batch, so every webhook writes "
+      "two more whole pages to the WAL and, at the checkpoint, to the "
+      "database file. Same load, a fresh payhook: **%.0f/s** (%.2f of the "
+      "counting run, %.3f × nginx), p50 %s, p99 %s, p99.9 %s; %.1f µs of "
+      "CPU per webhook (%.1f with counting ids); mean batch %.1f webhooks "
+      "stored in %.0f µs (%.1f in %.0f µs). The issue's targets are judged "
+      "on its stream above (each webhook its own id); with random ids the "
+      "saturated p99 is %s 5 ms. At the rates GOV.UK Pay sends (a batch "
+      "is one webhook) both kinds of id write the same number of pages per "
+      "commit." %
+      (q["rps"], q["rps"] / p["rps"], q["rps"] / n["rps"],
+       fmt_ms(q["p50_us"]), fmt_ms(q["p99_us"]), fmt_ms(q["p999_us"]),
+       1e6 * q["cpu_s"] / max(1, q["requests"]),
+       1e6 * p["cpu_s"] / max(1, p["requests"]), q["batch_mean"],
+       q["commit_mean_us"], p["batch_mean"], p["commit_mean_us"],
+       "under" if q["p99_us"] < 5000 else "over"))
     L("")
     if a.paces:
         L("### Latency at a steady load")
@@ -655,7 +689,7 @@ def write_results(b, out_path):
         L("```")
         L("")
     L("### Raw wrk output")
-    for name in ["nginx", "payhook", "webhook"] + [
+    for name in ["nginx", "payhook", "payhook-random", "webhook"] + [
             "%s@%d" % (s, pace) for pace in a.paces
             for s in ("nginx", "payhook")]:
         L("")
@@ -741,6 +775,8 @@ def main():
         time.sleep(a.pause)
         b.run_payhook()
         time.sleep(a.pause)
+        b.run_payhook("payhook-random", b.data_random)
+        time.sleep(a.pause)
         b.run_payhook_paced()
         time.sleep(a.pause)
         b.run_webhook()
@@ -753,7 +789,7 @@ def main():
         print("")
         print("%-8s %10s %9s %9s %8s %9s" % ("server", "req/s", "p50 ms",
                                             "p99 ms", "non-2xx", "RSS MB"))
-        for name in ("nginx", "payhook", "webhook"):
+        for name in ("nginx", "payhook", "payhook-random", "webhook"):
             r = b.results[name]
             print("%-8s %10.0f %9.2f %9.2f %8d %9.1f" %
                   (name, r["rps"], r["p50_us"] / 1000, r["p99_us"] / 1000,
@@ -768,6 +804,14 @@ def main():
                   ("no duplicate or quarantined webhook",
                    p["duplicates"] == 0 and p["quarantined"] == 0),
                   ("payhook stopped cleanly", p["exit"] == 0)]
+        q = b.results["payhook-random"]
+        print("payhook with random ids: %.0f/s = %.2f of counting ids, "
+              "p99 %.2f ms" % (q["rps"], q["rps"] / p["rps"],
+                               q["p99_us"] / 1000))
+        checks += [("payhook-random answered only 2xx, rows == accepted, "
+                    "stopped cleanly", q["err_status"] == 0 and
+                    q["s503"] == 0 and q["rows"] == q["accepted"] and
+                    q["duplicates"] == 0 and q["exit"] == 0)]
         for pace in a.paces:
             r = b.results["payhook@%d" % pace]
             print("payhook at a steady %.0f/s (D = %d ms): p50 %.2f ms, p99 "

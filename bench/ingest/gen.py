@@ -8,12 +8,20 @@ payment id (resource_id and resource.payment_id), and DIR/ids.txt, N lines
 hex HMAC-SHA256 under SECRET of the template with that line's ids filled
 in. Every id is distinct, so each request wrk sends is a new webhook.
 
-usage: gen.py DIR N SECRET_FILE [SEED]
+The ids count up (in order, from SEED), unless --random: then they are
+drawn at random from SEED, as GOV.UK Pay's own ids are random. That
+matters to the journal: counting ids add their index entries at the end
+of the b-tree, a few pages per commit; random ones land on a different
+leaf page each, so every webhook writes two more whole pages (its
+webhook_message_id and resource_id indexes) once the journal is large.
+
+usage: gen.py DIR N SECRET_FILE [SEED] [--random]
 """
 import hashlib
 import hmac
 import json
 import os
+import random
 import sys
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuv"
@@ -78,10 +86,13 @@ def template():
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    argv = [x for x in sys.argv[1:] if x != "--random"]
+    randomly = len(argv) < len(sys.argv) - 1
+    if len(argv) not in (3, 4):
         sys.exit(__doc__)
-    out, n, secret_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    seed = int(sys.argv[4]) if len(sys.argv) == 5 else 0
+    out, n, secret_file = argv[0], int(argv[1]), argv[2]
+    seed = int(argv[3]) if len(argv) == 4 else 0
+    rng = random.Random(seed)
     with open(secret_file, "rb") as f:
         secret = f.readline().strip()
     tpl = json.dumps(template(), separators=(",", ":")).encode()
@@ -94,8 +105,12 @@ def main():
     with open(os.path.join(out, "ids.txt"), "w") as f:
         lines = []
         for i in range(n):
-            mid = gov_id(base + 2 * i)
-            pid = gov_id(base + 2 * i + 1)
+            if randomly:    # 130 bits: a repeat is beyond belief
+                mid = gov_id(rng.getrandbits(130))
+                pid = gov_id(rng.getrandbits(130))
+            else:
+                mid = gov_id(base + 2 * i)
+                pid = gov_id(base + 2 * i + 1)
             body = b"".join((a, mid.encode(), b, pid.encode(), c,
                              pid.encode(), d))
             sig = hmac.digest(secret, body, hashlib.sha256).hex()
@@ -104,8 +119,9 @@ def main():
                 f.write("".join(lines))
                 lines = []
         f.write("".join(lines))
-    print("gen: %d webhooks of %d bytes in %s" %
-          (n, len(tpl) - 9 - 2 * 9 + 3 * 26, out))
+    print("gen: %d webhooks of %d bytes in %s (%s ids)" %
+          (n, len(tpl) - 9 - 2 * 9 + 3 * 26, out,
+           "random" if randomly else "counting"))
 
 
 if __name__ == "__main__":
