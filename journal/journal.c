@@ -731,10 +731,12 @@ journal_open(const struct journal_config *cfg, char **cause)
 		goto fail;
 	}
 	atomic_store(&j->wal_dirty, 1);
-	if (journal_start_checkpointer(j, &why) != 0)
-		goto fail;
+	/* The syncer first: the checkpointer may read j->syncer at once
+	 * (journal_lose). */
 	if (cfg->durability == JOURNAL_DURABILITY_FULL &&
 	    journal_syncer_start(j, &why) != 0)
+		goto fail;
+	if (journal_start_checkpointer(j, &why) != 0)
 		goto fail;
 	/* Replaces SQLite's autocheckpoint hook (already off above). */
 	sqlite3_wal_hook(j->db, journal_wal_hook_cb, j);
@@ -750,9 +752,11 @@ fail:
 /*
  * A lost journal's WAL holds the only copy known good of everything since
  * the last good sync: closing must not checkpoint it (SQLite's last close
- * would copy nothing, as the frames count as backfilled, and delete it).
- * The next open rebuilds the WAL index, which starts the backfill from the
- * first frame again, and journal_recover_wal copies it all.
+ * would copy only the frames past the backfill mark, not those whose copy
+ * the disk may have dropped, and then delete the WAL). The next open that
+ * finds no other process on the journal rebuilds the WAL index, which
+ * starts the backfill from the first frame again, and journal_recover_wal
+ * copies it all.
  */
 static void
 journal_keep_wal(struct journal *j)
@@ -1046,6 +1050,10 @@ journal_prune(struct journal *j, int64_t now_ms, int64_t *deleted,
 		goto out;
 	ret = 0;
 out:
+	/* Each DELETE commits by itself: the first one into a WAL started
+	 * over fsyncs its header, like a batch's COMMIT. */
+	if (ret != 0 && journal_fsync_error(j->db))
+		journal_lose(j, "fsync of the journal's WAL failed");
 	sqlite3_reset(j->prune);
 	return ret;
 }

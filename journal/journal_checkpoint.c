@@ -129,7 +129,8 @@ journal_checkpoint_restart(struct journal *j, int nlog)
 	    SQLITE_CHECKPOINT_RESTART, &n, &copied);
 	sqlite3_busy_handler(j->ckpt_db, NULL, NULL);
 	if (rc == SQLITE_OK) {
-		header = journal_checkpoint_take_header(j);
+		header = journal_lost(j) == NULL &&
+		    journal_checkpoint_take_header(j);
 		atomic_fetch_add(&j->restarts, 1);
 		j->ckpt_synced = 0;
 		j->restart_after_ms = 0;
@@ -254,7 +255,9 @@ journal_checkpoint_once(struct journal *j)
 		if (nlog - before <= JOURNAL_RESTART_NEAR_FRAMES)
 			break;
 	}
-	if (nlog >= j->restart_frames)	/* the writer did not restart it */
+	/* The writer did not restart it; nor was the journal lost since the
+	 * last pass (by the syncer or a COMMIT). */
+	if (nlog >= j->restart_frames && journal_lost(j) == NULL)
 		journal_checkpoint_restart(j, nlog);
 }
 

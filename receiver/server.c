@@ -869,6 +869,8 @@ server_attach_journal(struct server *s, struct journal *journal)
 	journal_sync_listen(journal, server_sync_notify, s);
 	journal_lock_listen(journal, server_lock_notify, s);
 	journal_sync_histogram(journal, &s->m_fsync);
+	if (journal_lost(journal) != NULL)	/* before anyone listened */
+		event_active(s->lock_ev, EV_TIMEOUT, 0);
 }
 
 void
