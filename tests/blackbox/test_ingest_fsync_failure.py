@@ -19,7 +19,8 @@ checkpoint instead (PAYHOOK_FSYNCFAIL_SUFFIX=journal.db), with durability
 full and process: the journal is lost all the same, its WAL is kept at
 exit (journal_wal_kept, no final checkpoint) and payhook exits 3; started
 again while the disk still fails, its recovery of the WAL fails and it
-exits 3 before listening.
+exits 3 before listening. And an operator's SIGTERM during the drain
+after a loss still ends with status 3.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
 import json
@@ -274,6 +275,46 @@ def t_db_fsync_failure(r, durability):
         s.cleanup()
 
 
+def t_sigterm_after_loss(r):
+    """An operator's SIGTERM right after the loss, while payhook drains:
+    the drain finishes, the exit status stays 3 (not 0), and the restart
+    recovers."""
+    s = Service()
+    trigger = os.path.join(s.tmp, "fail-fsync-now")
+    s.env["LD_PRELOAD"] = preload()
+    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
+    ok, refused = [], []
+    try:
+        s.start()
+        for _ in range(3):
+            mid = fresh_id()
+            if post(s, mid)[0] == 200:
+                ok.append(mid)
+        r.check("sigterm: before, 3 webhooks accepted", len(ok) == 3)
+        open(trigger, "w").close()
+        mid = fresh_id()
+        st = post(s, mid)[0]
+        if st == 503:
+            refused.append(mid)
+        r.check("sigterm: the webhook after the failure is refused",
+                st == 503, repr(st))
+        rc = s.stop()       # SIGTERM at once, during the drain
+        log = s.log()
+        r.check("sigterm: exit status 3, not 0", rc == 3, repr(rc))
+        r.check("sigterm: journal_lost was logged, the stop was not forced",
+                "event=journal_lost" in log and "shutdown_forced" not in
+                log, log[-600:])
+        os.unlink(trigger)
+        del s.env["LD_PRELOAD"]
+        check_restart(r, s, ok, refused)
+    finally:
+        if os.path.exists(trigger):
+            os.unlink(trigger)
+        if s.proc is not None and s.alive():
+            s.kill()
+        s.cleanup()
+
+
 def main():
     r = Runner("fsyncfail")
     if not SHIM or not os.path.exists(SHIM):
@@ -283,6 +324,7 @@ def main():
     r.run(t_fsync_failure)
     r.run(t_db_fsync_failure, "full")
     r.run(t_db_fsync_failure, "process")
+    r.run(t_sigterm_after_loss)
     r.done()
 
 
