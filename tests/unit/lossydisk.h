@@ -12,8 +12,9 @@
  *   machine would find it after a power cut (call it with every connection
  *   closed).
  * The WAL and everything else pass through untouched (the tests have the
- * journal's syncer fsync the WAL for real). Header-only: include it in one
- * test file.
+ * journal's syncer fsync the WAL for real). Built on vfswrap.h: every main
+ * database file opened is taken to be that one. Header-only: include it in
+ * one test file.
  */
 #ifndef PAYHOOK_TEST_LOSSYDISK_H
 #define PAYHOOK_TEST_LOSSYDISK_H
@@ -27,18 +28,11 @@
 
 #include <sqlite3.h>
 
-#define LOSSY_UNIT	512	/* bytes tracked as one (a sector) */
-#define LOSSY_SUFFIX	"/journal.db"
+#include "vfswrap.h"
 
-struct lossy_file {
-	sqlite3_file	 base;
-	sqlite3_file	*real;		/* follows this struct */
-	int		 followed;	/* the modelled database file */
-};
+#define LOSSY_UNIT	512	/* bytes tracked as one (a sector) */
 
 static struct {
-	sqlite3_vfs	 vfs;
-	sqlite3_vfs	*real;
 	pthread_mutex_t	 lock;
 	char		*path;
 	unsigned char	*disk;		/* on disk, as of the last good sync */
@@ -83,32 +77,15 @@ lossy_read_all(sqlite3_file *real, int64_t *len)
 	return buf;
 }
 
-static int
-lossy_close(sqlite3_file *f)
+/* vfswrap's hook: what was written since the last good sync. */
+static void
+lossy_wrote(struct vfswrap_file *p, sqlite3_int64 off, int amt)
 {
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xClose(p->real);
-}
-
-static int
-lossy_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xRead(p->real, buf, amt, off);
-}
-
-static int
-lossy_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
 	size_t u, first, last;
-	int rc;
 
-	rc = p->real->pMethods->xWrite(p->real, buf, amt, off);
-	if (rc != SQLITE_OK || !p->followed || amt <= 0)
-		return rc;
+	(void)p;
+	if (amt <= 0)
+		return;
 	first = (size_t)(off / LOSSY_UNIT);
 	last = (size_t)((off + amt - 1) / LOSSY_UNIT);
 	pthread_mutex_lock(&lossy.lock);
@@ -118,28 +95,17 @@ lossy_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 		lossy.dropped[u] = 0;	/* written again: it can reach disk */
 	}
 	pthread_mutex_unlock(&lossy.lock);
-	return rc;
 }
 
+/* vfswrap's hook: the sync that fails once, and what a good one keeps. */
 static int
-lossy_truncate(sqlite3_file *f, sqlite3_int64 size)
+lossy_sync(struct vfswrap_file *p, int flags)
 {
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xTruncate(p->real, size);
-}
-
-static int
-lossy_sync(sqlite3_file *f, int flags)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
 	unsigned char *now;
 	int64_t len, off, n;
 	size_t u;
 	int rc;
 
-	if (!p->followed)
-		return p->real->pMethods->xSync(p->real, flags);
 	pthread_mutex_lock(&lossy.lock);
 	if (lossy.fail_next) {
 		lossy.fail_next = 0;
@@ -181,164 +147,31 @@ lossy_sync(sqlite3_file *f, int flags)
 	return SQLITE_OK;
 }
 
-static int
-lossy_file_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xFileSize(p->real, size);
-}
-
-static int
-lossy_lock(sqlite3_file *f, int level)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xLock(p->real, level);
-}
-
-static int
-lossy_unlock(sqlite3_file *f, int level)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xUnlock(p->real, level);
-}
-
-static int
-lossy_check_reserved(sqlite3_file *f, int *out)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xCheckReservedLock(p->real, out);
-}
-
-static int
-lossy_file_control(sqlite3_file *f, int op, void *arg)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xFileControl(p->real, op, arg);
-}
-
-static int
-lossy_sector_size(sqlite3_file *f)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xSectorSize(p->real);
-}
-
-static int
-lossy_device(sqlite3_file *f)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xDeviceCharacteristics(p->real);
-}
-
-static int
-lossy_shm_map(sqlite3_file *f, int pg, int pgsz, int extend,
-    void volatile **pp)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xShmMap(p->real, pg, pgsz, extend, pp);
-}
-
-static int
-lossy_shm_lock(sqlite3_file *f, int offset, int n, int flags)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xShmLock(p->real, offset, n, flags);
-}
-
+/* vfswrap's hook: what is on disk when we start. */
 static void
-lossy_shm_barrier(sqlite3_file *f)
+lossy_opened(struct vfswrap_file *p, const char *name)
 {
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	p->real->pMethods->xShmBarrier(p->real);
-}
-
-static int
-lossy_shm_unmap(sqlite3_file *f, int del)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-
-	return p->real->pMethods->xShmUnmap(p->real, del);
-}
-
-/* No memory-mapped reads: every read goes through xRead. */
-static int
-lossy_fetch(sqlite3_file *f, sqlite3_int64 off, int amt, void **pp)
-{
-	*pp = NULL;
-	return SQLITE_OK;
-}
-
-static int
-lossy_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page)
-{
-	return SQLITE_OK;
-}
-
-static const sqlite3_io_methods lossy_methods = {
-	3, lossy_close, lossy_read, lossy_write, lossy_truncate, lossy_sync,
-	lossy_file_size, lossy_lock, lossy_unlock, lossy_check_reserved,
-	lossy_file_control, lossy_sector_size, lossy_device, lossy_shm_map,
-	lossy_shm_lock, lossy_shm_barrier, lossy_shm_unmap, lossy_fetch,
-	lossy_unfetch,
-};
-
-static int
-lossy_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
-    int *out)
-{
-	struct lossy_file *p = (struct lossy_file *)f;
-	size_t nlen, slen = strlen(LOSSY_SUFFIX);
 	int64_t len;
-	int rc;
 
-	(void)vfs;
-	p->real = (sqlite3_file *)(p + 1);
-	rc = lossy.real->xOpen(lossy.real, name, p->real, flags, out);
-	if (rc != SQLITE_OK) {
-		p->base.pMethods = NULL;
-		return rc;
-	}
-	p->base.pMethods = &lossy_methods;
-	nlen = name != NULL ? strlen(name) : 0;
-	p->followed = (flags & SQLITE_OPEN_MAIN_DB) && nlen > slen &&
-	    strcmp(name + nlen - slen, LOSSY_SUFFIX) == 0;
-	if (!p->followed)
-		return SQLITE_OK;
 	pthread_mutex_lock(&lossy.lock);
-	if (!lossy.have_disk) {	/* what is on disk when we start */
+	if (!lossy.have_disk) {
 		lossy.path = strdup(name);
 		lossy.disk = lossy_read_all(p->real, &len);
 		lossy.disk_len = len;
 		lossy.have_disk = 1;
 	}
 	pthread_mutex_unlock(&lossy.lock);
-	return SQLITE_OK;
 }
 
 /* Become SQLite's default VFS (before the journal is opened). */
 static void
 lossy_install(void)
 {
-	lossy.real = sqlite3_vfs_find(NULL);
-	if (lossy.real == NULL)
-		abort();
-	lossy.vfs = *lossy.real;
-	lossy.vfs.zName = "payhook-lossy";
-	lossy.vfs.szOsFile = (int)sizeof(struct lossy_file) +
-	    lossy.real->szOsFile;
-	lossy.vfs.xOpen = lossy_open;
-	lossy.vfs.pNext = NULL;
-	if (sqlite3_vfs_register(&lossy.vfs, 1) != SQLITE_OK)
+	static const struct vfswrap_hooks hooks = {
+		lossy_opened, lossy_wrote, lossy_sync,
+	};
+
+	if (vfswrap_install(&hooks) != SQLITE_OK)
 		abort();
 }
 
@@ -369,7 +202,7 @@ lossy_power_cut(void)
 {
 	int fd, ok;
 
-	sqlite3_vfs_unregister(&lossy.vfs);
+	vfswrap_uninstall();
 	if (!lossy.have_disk)
 		return -1;
 	fd = open(lossy.path, O_WRONLY);

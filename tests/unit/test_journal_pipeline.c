@@ -17,6 +17,7 @@
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 
+#include "vfswrap.h"
 #include "walheader.h"
 
 static char dir[64];
@@ -858,155 +859,25 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 }
 
 /*
- * A VFS over the default one that watches the database file (not the WAL):
- * how many writes it got, and whether any of them is not yet synced.
+ * vfswrap.h's hooks watching the database file (not the WAL): how many
+ * writes it got, and whether any of them is not yet synced.
  */
-static sqlite3_vfs count_vfs, *count_base;
 static atomic_int count_db_writes, count_db_dirty;
 
-struct count_file {
-	sqlite3_file	 base;
-	int		 main_db;
-	sqlite3_file	*real;
-};
-
-#define REAL(f) (((struct count_file *)(f))->real)
-
-static int
-count_close(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xClose(REAL(f));
-}
-
-static int
-count_read(sqlite3_file *f, void *b, int n, sqlite3_int64 off)
-{
-	return REAL(f)->pMethods->xRead(REAL(f), b, n, off);
-}
-
-static int
-count_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 off)
-{
-	if (((struct count_file *)f)->main_db) {
-		atomic_store(&count_db_dirty, 1);
-		atomic_fetch_add(&count_db_writes, 1);
-	}
-	return REAL(f)->pMethods->xWrite(REAL(f), b, n, off);
-}
-
-static int
-count_truncate(sqlite3_file *f, sqlite3_int64 size)
-{
-	return REAL(f)->pMethods->xTruncate(REAL(f), size);
-}
-
-static int
-count_sync(sqlite3_file *f, int flags)
-{
-	int rc = REAL(f)->pMethods->xSync(REAL(f), flags);
-
-	if (rc == SQLITE_OK && ((struct count_file *)f)->main_db)
-		atomic_store(&count_db_dirty, 0);
-	return rc;
-}
-
-static int
-count_size(sqlite3_file *f, sqlite3_int64 *size)
-{
-	return REAL(f)->pMethods->xFileSize(REAL(f), size);
-}
-
-static int
-count_lock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xLock(REAL(f), l);
-}
-
-static int
-count_unlock(sqlite3_file *f, int l)
-{
-	return REAL(f)->pMethods->xUnlock(REAL(f), l);
-}
-
-static int
-count_reserved(sqlite3_file *f, int *out)
-{
-	return REAL(f)->pMethods->xCheckReservedLock(REAL(f), out);
-}
-
-static int
-count_fcntl(sqlite3_file *f, int op, void *arg)
-{
-	return REAL(f)->pMethods->xFileControl(REAL(f), op, arg);
-}
-
-static int
-count_sector(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xSectorSize(REAL(f));
-}
-
-static int
-count_dev(sqlite3_file *f)
-{
-	return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
-}
-
-static int
-count_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
-{
-	return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, pp);
-}
-
-static int
-count_shm_lock(sqlite3_file *f, int off, int n, int flags)
-{
-	return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
-}
-
 static void
-count_shm_barrier(sqlite3_file *f)
+count_wrote(struct vfswrap_file *f, sqlite3_int64 off, int amt)
 {
-	REAL(f)->pMethods->xShmBarrier(REAL(f));
+	atomic_store(&count_db_dirty, 1);
+	atomic_fetch_add(&count_db_writes, 1);
 }
 
 static int
-count_shm_unmap(sqlite3_file *f, int del)
+count_sync(struct vfswrap_file *f, int flags)
 {
-	return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
-}
+	int rc = f->real->pMethods->xSync(f->real, flags);
 
-static int
-count_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
-{
-	return REAL(f)->pMethods->xFetch(REAL(f), off, n, pp);
-}
-
-static int
-count_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
-{
-	return REAL(f)->pMethods->xUnfetch(REAL(f), off, p);
-}
-
-static const sqlite3_io_methods count_io = {
-	3, count_close, count_read, count_write, count_truncate, count_sync,
-	count_size, count_lock, count_unlock, count_reserved, count_fcntl,
-	count_sector, count_dev, count_shm_map, count_shm_lock,
-	count_shm_barrier, count_shm_unmap, count_fetch, count_unfetch
-};
-
-static int
-count_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
-    int *out)
-{
-	struct count_file *cf = (struct count_file *)f;
-	int rc;
-
-	cf->real = (sqlite3_file *)(cf + 1);
-	cf->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
-	rc = count_base->xOpen(count_base, name, cf->real, flags, out);
-	/* No methods: SQLite calls no xClose after a failed open. */
-	cf->base.pMethods = rc == SQLITE_OK ? &count_io : NULL;
+	if (rc == SQLITE_OK)
+		atomic_store(&count_db_dirty, 0);
 	return rc;
 }
 
@@ -1042,14 +913,11 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 	uint64_t passes;
 	int k, round, writes, copied = 0;
 
-	count_base = sqlite3_vfs_find(NULL);
-	cr_assert_not_null(count_base);
-	count_vfs = *count_base;
-	count_vfs.zName = "payhook-test-count";
-	count_vfs.szOsFile = (int)sizeof(struct count_file) +
-	    count_base->szOsFile;
-	count_vfs.xOpen = count_open;
-	cr_assert_eq(sqlite3_vfs_register(&count_vfs, 1), SQLITE_OK);
+	static const struct vfswrap_hooks hooks = {
+		NULL, count_wrote, count_sync,
+	};
+
+	cr_assert_eq(vfswrap_install(&hooks), SQLITE_OK);
 
 	j = journal_open(&jc, &cause);
 	cr_assert_not_null(j, "%s", cause ? cause : "");
@@ -1103,5 +971,5 @@ Test(journal_pipeline, a_checkpoint_short_of_the_wal_end_syncs_what_it_copied)
 	cr_expect(copied, "no round had a checkpoint copy short of the WAL's "
 	    "end");
 	journal_free(j);
-	cr_assert_eq(sqlite3_vfs_unregister(&count_vfs), SQLITE_OK);
+	cr_assert_eq(vfswrap_uninstall(), SQLITE_OK);
 }
