@@ -77,6 +77,46 @@ def sent_and_head(s):
                   " FROM events)")[0]
 
 
+class FailingDisk:
+    """A payhook under the fault shim: from fail() on, fsyncs of the files
+    whose names end in suffix (the shim's default: the WAL) fail; heal()
+    mends the disk and drops the shim, for the restart. As a context
+    manager it always removes the trigger and stops and removes payhook."""
+
+    def __init__(self, extra=None, suffix=None):
+        self.s = Service(extra=extra)
+        self.trigger = os.path.join(self.s.tmp, "fail-fsync-now")
+        self.s.env["LD_PRELOAD"] = preload()
+        self.s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = self.trigger
+        if suffix:
+            self.s.env["PAYHOOK_FSYNCFAIL_SUFFIX"] = suffix
+
+    def fail(self):
+        open(self.trigger, "w").close()
+
+    def heal(self):
+        os.unlink(self.trigger)
+        del self.s.env["LD_PRELOAD"]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if os.path.exists(self.trigger):
+            os.unlink(self.trigger)
+        if self.s.proc is not None and self.s.alive():
+            self.s.kill()
+        self.s.cleanup()
+
+
+def accept(s, n, ok):
+    """Post n new webhooks; the ids answered 200 are added to ok."""
+    for _ in range(n):
+        mid = fresh_id()
+        if post(s, mid)[0] == 200:
+            ok.append(mid)
+
+
 def check_restart(r, s, ok, refused):
     """payhook restarted on a working disk after it lost its journal: the
     WAL it kept is moved into the database file at open, the refused
@@ -119,25 +159,18 @@ def check_restart(r, s, ok, refused):
 
 
 def t_fsync_failure(r):
-    s = Service()
-    trigger = os.path.join(s.tmp, "fail-fsync-now")
-    s.env["LD_PRELOAD"] = preload()
-    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
     ok, refused = [], []
-    try:
+    with FailingDisk() as disk:
+        s = disk.s
         s.start()
         # Before: accepted and published.
-        for _ in range(5):
-            mid = fresh_id()
-            st, h, b = post(s, mid)
-            if st == 200:
-                ok.append(mid)
+        accept(s, 5, ok)
         r.check("before: 5 webhooks accepted", len(ok) == 5, repr(ok))
         r.check("before: their events sent", wait_for(
             lambda: sent_and_head(s)[0] == 5, 10), repr(sent_and_head(s)))
 
         # The disk loses writes.
-        open(trigger, "w").close()
+        disk.fail()
         answers = []
         for _ in range(6):
             mid = fresh_id()
@@ -174,15 +207,8 @@ def t_fsync_failure(r):
                 first_log.lower(), first_log[-400:])
 
         # The disk works again and the service manager restarts payhook.
-        os.unlink(trigger)
-        del s.env["LD_PRELOAD"]
+        disk.heal()
         check_restart(r, s, ok, refused)
-    finally:
-        if os.path.exists(trigger):
-            os.unlink(trigger)
-        if s.proc is not None and s.alive():
-            s.kill()
-        s.cleanup()
 
 
 def t_db_fsync_failure(r, durability):
@@ -192,24 +218,17 @@ def t_db_fsync_failure(r, durability):
     the WAL at exit and exits 3; the restart copies the WAL again. With
     durability = process as well (no WAL fsyncs, but checkpoints sync the
     database file all the same)."""
-    s = Service(extra={"durability": durability})
     tag = "db/%s: " % durability
-    trigger = os.path.join(s.tmp, "fail-fsync-now")
-    s.env["LD_PRELOAD"] = preload()
-    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
-    s.env["PAYHOOK_FSYNCFAIL_SUFFIX"] = "journal.db"
     ok, refused = [], []
-    try:
+    with FailingDisk({"durability": durability}, "journal.db") as disk:
+        s = disk.s
         s.start()
-        for _ in range(5):
-            mid = fresh_id()
-            if post(s, mid)[0] == 200:
-                ok.append(mid)
+        accept(s, 5, ok)
         r.check(tag + "before, 5 webhooks accepted", len(ok) == 5, repr(ok))
 
         # The disk loses the database file's writes. The checkpointer
         # copies the WAL within a second (checkpoint period) of a commit.
-        open(trigger, "w").close()
+        disk.fail()
         answers = []
         deadline = time.monotonic() + 15
         while s.alive() and time.monotonic() < deadline:
@@ -264,34 +283,21 @@ def t_db_fsync_failure(r, durability):
         r.check(tag + "the WAL is still there",
                 os.path.exists(wal) and os.path.getsize(wal) > 0)
 
-        os.unlink(trigger)
-        del s.env["LD_PRELOAD"]
+        disk.heal()
         check_restart(r, s, ok, refused)
-    finally:
-        if os.path.exists(trigger):
-            os.unlink(trigger)
-        if s.proc is not None and s.alive():
-            s.kill()
-        s.cleanup()
 
 
 def t_sigterm_after_loss(r):
     """An operator's SIGTERM right after the loss, while payhook drains:
     the drain finishes, the exit status stays 3 (not 0), and the restart
     recovers."""
-    s = Service()
-    trigger = os.path.join(s.tmp, "fail-fsync-now")
-    s.env["LD_PRELOAD"] = preload()
-    s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = trigger
     ok, refused = [], []
-    try:
+    with FailingDisk() as disk:
+        s = disk.s
         s.start()
-        for _ in range(3):
-            mid = fresh_id()
-            if post(s, mid)[0] == 200:
-                ok.append(mid)
+        accept(s, 3, ok)
         r.check("sigterm: before, 3 webhooks accepted", len(ok) == 3)
-        open(trigger, "w").close()
+        disk.fail()
         mid = fresh_id()
         st = post(s, mid)[0]
         if st == 503:
@@ -304,15 +310,8 @@ def t_sigterm_after_loss(r):
         r.check("sigterm: journal_lost was logged, the stop was not forced",
                 "event=journal_lost" in log and "shutdown_forced" not in
                 log, log[-600:])
-        os.unlink(trigger)
-        del s.env["LD_PRELOAD"]
+        disk.heal()
         check_restart(r, s, ok, refused)
-    finally:
-        if os.path.exists(trigger):
-            os.unlink(trigger)
-        if s.proc is not None and s.alive():
-            s.kill()
-        s.cleanup()
 
 
 def main():
