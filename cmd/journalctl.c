@@ -502,6 +502,11 @@ cmd_journal(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	if (journal_admin_lost(ja))
+		fprintf(stderr, "payhook journal: warning: %s was lost by "
+		    "payhook serve and is not recovered yet (start payhook serve "
+		    "on a working disk); read alone, with nothing moved\n",
+		    journal_admin_path(ja));
 	ret = jc_run(ja, &o, sub, arg);
 	journal_admin_free(ja);
 	config_free(cfg);

@@ -373,6 +373,9 @@ serve_start(struct serve *sv)
 	    JOURNAL_DURABILITY_FULL : JOURNAL_DURABILITY_PROCESS;
 	jc.retention_ms = sv->cfg->retention_ms;
 	jc.max_bytes = sv->cfg->journal_max_bytes;
+	/* Before anything opens the journal the usual way. */
+	if (journal_recover_lost(jc.dir, &cause) != 0)
+		fatalx(SERVE_EXIT_JOURNAL_LOST, "%s", cause);
 	if ((sv->journal = journal_open(&jc, &cause)) == NULL)
 		fatalx(2, "config: state_dir = \"%s\": cannot open the "
 		    "journal: %s", sv->cfg->state_dir, cause);

@@ -26,7 +26,6 @@
 #include "journal/journal.h"
 #include "journal/journal_int.h"
 
-#define JOURNAL_FILE		"journal.db"
 #define JOURNAL_APP_ID		0x70617968	/* "payh" */
 #define JOURNAL_OPEN_BUSY_MS	2000	/* start-up may wait a little */
 #define JOURNAL_CHECKPOINT_MS	1000	/* default checkpointer period */
@@ -688,6 +687,147 @@ journal_recover_wal(struct journal *j, char **cause)
 	log_info("journal_wal_recovered", "wal_bytes=%lld result=synced",
 	    (long long)st.st_size);
 	return 0;
+}
+
+/*
+ * The mark a lost journal leaves (journal_lose). What it guards against:
+ * another program (an sqlite3 shell, a backup) that had the journal open
+ * when it was lost keeps the shared WAL index, whose backfill mark says
+ * the frames before it are in the database file; they may not be, on disk
+ * (see journal_keep_wal). While such a program stays, a normal open shares
+ * that index, so journal_recover_wal would copy only the frames past the
+ * mark and then reset the WAL. The mark is not synced: it has to outlive
+ * only such a program, and a crash of the machine ends that too (the next
+ * opener then rebuilds the index from the WAL itself). Any thread.
+ */
+void
+journal_mark_lost(struct journal *j, const char *why)
+{
+	char *path, *text, when[32];
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	path = xasprintf("%s%s", j->path, JOURNAL_LOST_SUFFIX);
+	util_format_time_ms(util_now_ms(), when, sizeof when);
+	text = xasprintf("lost_at=%s reason=\"%s\"\n"
+	    "The WAL beside this journal holds data the database file may "
+	    "not.\nStart payhook serve on a working disk to recover it; keep "
+	    "other programs off\nthe journal until then (docs/journal.md).\n",
+	    when, why);
+	len = strlen(text);
+	n = -1;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd != -1) {
+		n = write(fd, text, len);
+		close(fd);
+	}
+	if (n != (ssize_t)len)
+		log_error("journal_lost_mark_failed", "path=%s error=\"%s\"",
+		    path, n == -1 ? strerror(errno) : "short write");
+	free(text);
+	free(path);
+}
+
+int
+journal_lost_marked(const char *dir)
+{
+	struct stat st;
+	char *path;
+	int marked;
+
+	path = xasprintf("%s/%s", dir, JOURNAL_LOST_FILE);
+	marked = lstat(path, &st) == 0;
+	free(path);
+	return marked;
+}
+
+/*
+ * With locking_mode = EXCLUSIVE set before the first access, SQLite keeps
+ * the WAL index in this connection's own memory, built from the WAL's
+ * first frame (backfill mark 0), and holds the database file's exclusive
+ * lock, which it cannot take while any other connection has the journal
+ * open. The TRUNCATE checkpoint then copies every frame, syncs the file
+ * (synchronous = FULL) and empties the WAL.
+ */
+int
+journal_recover_lost(const char *dir, char **cause)
+{
+	char *path, *mark, *wal, *why = NULL;
+	struct stat st;
+	sqlite3 *db = NULL;
+	long long wal_bytes = 0;
+	int64_t deadline;
+	int rc, ret = -1;
+
+	if (!journal_lost_marked(dir))
+		return 0;
+	path = xasprintf("%s/%s", dir, JOURNAL_FILE);
+	mark = xasprintf("%s/%s", dir, JOURNAL_LOST_FILE);
+	wal = xasprintf("%s-wal", path);
+	if (stat(wal, &st) == 0)
+		wal_bytes = (long long)st.st_size;
+	log_warn("journal_lost_found", "mark=%s wal_bytes=%lld "
+	    "action=recover_alone", mark, wal_bytes);
+	/* Nothing may read the journal before the locking mode is set. */
+	if (journal_connect(path, &db, &why) != 0 ||
+	    journal_exec(db, "PRAGMA locking_mode = EXCLUSIVE",
+	    "exclusive locking", &why) != 0)
+		goto out;
+	deadline = util_mono_ms() + JOURNAL_OPEN_BUSY_MS;
+	while ((rc = sqlite3_exec(db, "SELECT count(*) FROM sqlite_schema",
+	    NULL, NULL, NULL)) == SQLITE_BUSY && util_mono_ms() < deadline)
+		usleep(20000);
+	if (rc == SQLITE_BUSY) {
+		why = xasprintf("another program has the journal open (an "
+		    "sqlite3 shell, a backup, payhook journal); it must close "
+		    "first, without payhook serve beside it");
+		goto out;
+	}
+	if (rc != SQLITE_OK) {
+		journal_cause(&why, db, "first read");
+		goto out;
+	}
+	if (journal_exec(db, "PRAGMA synchronous = FULL", "synchronous",
+	    &why) != 0)
+		goto out;
+	if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+	    NULL, NULL) != SQLITE_OK) {
+		if (journal_fsync_error(db))
+			why = xasprintf("fsync failed again: %s",
+			    sqlite3_errmsg(db));
+		else
+			journal_cause(&why, db, "WAL checkpoint");
+		goto out;
+	}
+	if (sqlite3_close(db) != SQLITE_OK) {
+		journal_cause(&why, db, "close");
+		goto out;
+	}
+	db = NULL;
+	if (unlink(mark) != 0 && errno != ENOENT) {
+		why = xasprintf("cannot remove %s: %s", mark, strerror(errno));
+		goto out;
+	}
+	log_warn("journal_lost_recovered", "wal_bytes=%lld result=synced",
+	    wal_bytes);
+	ret = 0;
+out:
+	if (db != NULL) {
+		/* Whatever went wrong, the WAL stays whole. */
+		sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+		sqlite3_close(db);
+	}
+	if (ret != 0) {
+		*cause = xasprintf("journal %s was lost by an earlier run (%s): "
+		    "%s", path, mark, why != NULL ? why : "unknown error");
+		free(why);
+	}
+	free(wal);
+	free(mark);
+	free(path);
+	return ret;
 }
 
 struct journal *

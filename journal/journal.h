@@ -135,6 +135,17 @@ const char *journal_lost(struct journal *);
  * exits 3 to be restarted).
  */
 int	journal_recover_wal(struct journal *, char **cause);
+/*
+ * Before journal_open, when an earlier run lost the journal (dir holds
+ * JOURNAL_LOST_FILE, see journal.c): copy the whole WAL into the database
+ * file, synced, on a connection that shares the journal with no other
+ * program, then remove the mark. 0 (also when there was no mark), or -1
+ * and *cause: another program has the journal open, or the disk still
+ * fails (payhook serve exits 3).
+ */
+int	journal_recover_lost(const char *dir, char **cause);
+/* 1 when dir's journal was lost and is not recovered yet (the mark). */
+int	journal_lost_marked(const char *dir);
 /* Block until ticket is durable or failed (shutdown only). */
 void	journal_sync_wait(struct journal *, uint64_t ticket);
 
@@ -329,11 +340,15 @@ struct journal_backup_info {
 };
 
 /* Open dir/journal.db (never creates one) of exactly this build's schema;
- * writable 0 sets query_only. NULL and *cause on failure. */
+ * writable 0 sets query_only. A lost journal not yet recovered
+ * (journal_lost_marked) is read alone and refused for writing. NULL and
+ * *cause on failure. */
 struct journal_admin *journal_admin_open(const char *dir, int writable,
 	    char **cause);
 void	journal_admin_free(struct journal_admin *);	/* NULL: no-op */
 const char *journal_admin_path(const struct journal_admin *);
+/* 1 when the journal was lost and is not recovered yet. */
+int	journal_admin_lost(const struct journal_admin *);
 /* Counts, head seq, oldest pending row, in one read transaction. */
 int	journal_admin_status(struct journal_admin *, struct journal_status *,
 	    char **cause);

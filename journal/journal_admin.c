@@ -37,6 +37,7 @@ struct journal_admin {
 	sqlite3		*db;
 	char		*path;
 	char		*dir;
+	int		 lost;		/* lost, not recovered: read alone */
 };
 
 static void
@@ -110,6 +111,28 @@ ja_check_schema(sqlite3 *db, const char *path, char **cause)
 	return 0;
 }
 
+/*
+ * A lost journal not yet recovered (journal_recover_lost): read it alone,
+ * with a WAL index of this connection's own built from the WAL's first
+ * frame (exclusive locking set before the first read), and never
+ * checkpoint it at close. Changes wait for payhook serve's recovery.
+ */
+static int
+ja_open_lost(struct journal_admin *ja, int writable, char **cause)
+{
+	if (writable) {
+		*cause = xasprintf("%s was lost by payhook serve (%s/%s is "
+		    "there): start payhook serve on a working disk to recover "
+		    "it first", ja->path, ja->dir, JOURNAL_LOST_FILE);
+		return -1;
+	}
+	sqlite3_db_config(ja->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	if (ja_exec(ja->db, "PRAGMA locking_mode = EXCLUSIVE", cause) != 0)
+		return -1;
+	ja->lost = 1;
+	return 0;
+}
+
 struct journal_admin *
 journal_admin_open(const char *dir, int writable, char **cause)
 {
@@ -119,7 +142,7 @@ journal_admin_open(const char *dir, int writable, char **cause)
 
 	ja = xcalloc(1, sizeof *ja);
 	ja->dir = xstrdup(dir);
-	ja->path = xasprintf("%s/journal.db", dir);
+	ja->path = xasprintf("%s/%s", dir, JOURNAL_FILE);
 	/* Never create a journal: a typo in the path must not look empty. */
 	if (stat(ja->path, &sb) != 0) {
 		*cause = xasprintf("no journal at %s: %s", ja->path,
@@ -146,6 +169,8 @@ journal_admin_open(const char *dir, int writable, char **cause)
 		ja_cause(cause, ja->db, "busy timeout");
 		goto fail;
 	}
+	if (journal_lost_marked(dir) && ja_open_lost(ja, writable, cause) != 0)
+		goto fail;
 	if (ja_check_schema(ja->db, ja->path, cause) != 0)
 		goto fail;
 	if (!writable && ja_exec(ja->db, "PRAGMA query_only = 1", cause) != 0)
@@ -172,6 +197,12 @@ const char *
 journal_admin_path(const struct journal_admin *ja)
 {
 	return ja->path;
+}
+
+int
+journal_admin_lost(const struct journal_admin *ja)
+{
+	return ja->lost;
 }
 
 static int64_t

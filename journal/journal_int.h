@@ -16,6 +16,11 @@ struct journal_pipe;
 struct journal_syncer;
 
 #define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
+#define JOURNAL_FILE		"journal.db"
+/* Left by journal_lose beside the journal; journal_recover_lost removes
+ * it once the WAL is safely in the database file. */
+#define JOURNAL_LOST_SUFFIX	"-lost"
+#define JOURNAL_LOST_FILE	JOURNAL_FILE JOURNAL_LOST_SUFFIX
 
 struct journal {
 	char		*path;
@@ -96,6 +101,8 @@ int	journal_sync_after_commit(struct journal *j, char **cause);
  * static string, is kept.
  */
 void	journal_lose(struct journal *, const char *why);
+/* journal_lose's mark on disk (JOURNAL_LOST_FILE): why and when. */
+void	journal_mark_lost(struct journal *, const char *why);
 /* 1 when db's last error was a failed fsync (of a file or a directory). */
 int	journal_fsync_error(sqlite3 *db);
 /* COMMIT the write connection's transaction (a failed fsync in it loses

@@ -309,6 +309,7 @@ journal_lose(struct journal *j, const char *why)
 
 	if (!atomic_compare_exchange_strong(&j->lost, &none, why))
 		return;
+	journal_mark_lost(j, why);
 	if (sy != NULL) {
 		pthread_mutex_lock(&sy->lock);
 		pthread_cond_broadcast(&sy->cond);

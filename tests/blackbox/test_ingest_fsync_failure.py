@@ -10,7 +10,7 @@ trigger file exists. What docs/journal.md promises:
   itself (the service manager restarts it);
 - at the restart, with the disk working, what the WAL held is moved into
   the database file and synced before anything is answered
-  (journal_wal_recovered); webhooks refused meanwhile are accepted when
+  (journal_lost_recovered); webhooks refused meanwhile are accepted when
   GOV.UK Pay retries them and new ones are accepted;
 - every event is then published once, seq 1..N with no gap, and the
   journal passes PRAGMA integrity_check.
@@ -19,8 +19,11 @@ checkpoint instead (PAYHOOK_FSYNCFAIL_SUFFIX=journal.db), with durability
 full and process: the journal is lost all the same, its WAL is kept at
 exit (journal_wal_kept, no final checkpoint) and payhook exits 3; started
 again while the disk still fails, its recovery of the WAL fails and it
-exits 3 before listening. And an operator's SIGTERM during the drain
-after a loss still ends with status 3.
+exits 3 before listening. An operator's SIGTERM during the drain after a
+loss still ends with status 3. A loss leaves journal.db-lost beside the
+journal, and while another program that had the journal open before the
+loss keeps it open, payhook refuses to start (exit 3) and moves nothing;
+once that program is gone the restart recovers the whole WAL alone.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
 import json
@@ -69,6 +72,22 @@ def post(s, mid):
     except OSError as e:
         return "timeout", {}, repr(e).encode()
     return st, h, b
+
+
+def lost_mark(s):
+    return os.path.join(s.state_dir, "journal.db-lost")
+
+
+def check_lost_mark(r, tag, s):
+    """After a loss: the mark is beside the journal, and says why."""
+    try:
+        with open(lost_mark(s)) as f:
+            text = f.read()
+    except OSError as e:
+        text = repr(e)
+    r.check(tag + "the loss is marked beside the journal (journal.db-lost)",
+            re.match(r'lost_at=\S+Z reason="fsync[^"]*"\n', text)
+            is not None, text[:300])
 
 
 def sent_and_head(s):
@@ -123,10 +142,14 @@ def check_restart(r, s, ok, refused):
     webhooks are accepted when retried and new ones too, every event is
     sent once with no gap, every id answered 200 is stored once."""
     s.start()
-    r.check("restart: what the WAL held was moved into the database "
-            "file and synced at open",
-            "event=journal_wal_recovered" in s.log() and
-            "result=synced" in s.log(), s.log()[-600:])
+    r.check("restart: the lost journal's WAL was moved into the database "
+            "file alone and synced at open",
+            "event=journal_lost_found" in s.log() and
+            re.search(r"event=journal_lost_recovered wal_bytes=[1-9]\d* "
+                      r"result=synced", s.log()) is not None,
+            s.log()[-600:])
+    r.check("restart: the loss mark is gone", not os.path.exists(
+        lost_mark(s)))
     retried = [post(s, m) for m in refused]
     r.check("restart: refused webhooks retried get 200 (%d)" %
             len(refused), all(a[0] == 200 for a in retried),
@@ -205,6 +228,7 @@ def t_fsync_failure(r):
         r.check("failing: no secret, body or signature in the log",
                 "Pay-Signature" not in first_log and "sherlock" not in
                 first_log.lower(), first_log[-400:])
+        check_lost_mark(r, "failing: ", s)
 
         # The disk works again and the service manager restarts payhook.
         disk.heal()
@@ -277,11 +301,12 @@ def t_db_fsync_failure(r, durability):
                            stderr=subprocess.PIPE, timeout=60)
         err = p.stderr.decode("utf-8", "replace")
         r.check(tag + "restarted on the failing disk: exit 3 before "
-                "listening", p.returncode == 3 and "cannot move the WAL" in
+                "listening", p.returncode == 3 and "fsync failed again" in
                 err and "event=listening" not in err,
                 "%r %s" % (p.returncode, err[-400:]))
         r.check(tag + "the WAL is still there",
                 os.path.exists(wal) and os.path.getsize(wal) > 0)
+        check_lost_mark(r, tag, s)
 
         disk.heal()
         check_restart(r, s, ok, refused)
@@ -314,6 +339,92 @@ def t_sigterm_after_loss(r):
         check_restart(r, s, ok, refused)
 
 
+def t_bystander(r):
+    """Another program (a stand-in for an sqlite3 shell: a process that
+    read the journal) has it open when it is lost. Its WAL index says the
+    checkpointed frames are in the database file, which on a failing disk
+    they may not be; recovering beside it would copy only the rest. So
+    payhook refuses to start (exit 3, naming the cause) and moves nothing
+    until the program is gone. Meanwhile `payhook journal status` reads
+    the journal alone with a warning, and `payhook journal redrive` is
+    refused. Once the program is killed (it leaves without checkpointing),
+    the restart recovers every frame."""
+    ok, refused = [], []
+    with FailingDisk() as disk:
+        s = disk.s
+        s.start()
+        accept(s, 5, ok)
+        r.check("bystander: before, 5 webhooks accepted", len(ok) == 5)
+        db = os.path.join(s.state_dir, "journal.db")
+        other = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sqlite3, sys, time\n"
+             "c = sqlite3.connect(sys.argv[1])\n"
+             "print(c.execute('SELECT count(*) FROM webhooks')"
+             ".fetchone()[0], flush=True)\n"
+             "time.sleep(120)\n", db],
+            stdout=subprocess.PIPE)
+        line = other.stdout.readline().strip()
+        try:
+            r.check("bystander: the other program read the journal",
+                    line == b"5", repr(line))
+            disk.fail()
+            mid = fresh_id()
+            st = post(s, mid)[0]
+            if st == 503:
+                refused.append(mid)
+            r.check("bystander: the webhook after the failure is refused",
+                    st == 503, repr(st))
+            r.check("bystander: payhook exits by itself",
+                    wait_for(lambda: not s.alive(), 10), s.log()[-400:])
+            r.check("bystander: exit status 3", s.stop() == 3)
+            wal = os.path.join(s.state_dir, "journal.db-wal")
+            size = os.path.getsize(wal) if os.path.exists(wal) else -1
+            disk.heal()
+
+            t0 = time.monotonic()
+            p = subprocess.run(s.command(), env=s.env,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, timeout=60)
+            took = time.monotonic() - t0
+            err = p.stderr.decode("utf-8", "replace")
+            r.check("bystander: restarted beside the other program: exit 3 "
+                    "before listening, naming it",
+                    p.returncode == 3 and "another program has the journal "
+                    "open" in err and "event=listening" not in err,
+                    "%r %s" % (p.returncode, err[-400:]))
+            r.check("bystander: it gave up within seconds (%.1f s)" % took,
+                    took < 15)
+            r.check("bystander: the WAL is untouched (%d bytes)" % size,
+                    size > 0 and os.path.exists(wal) and
+                    os.path.getsize(wal) == size)
+            check_lost_mark(r, "bystander: ", s)
+        finally:
+            other.kill()    # it leaves without a checkpoint
+            other.wait()
+
+        jc = [BIN, "journal", "--state-dir", s.state_dir]
+        p = subprocess.run(jc + ["status"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        r.check("bystander: payhook journal status reads it alone, with a "
+                "warning", p.returncode == 0 and "not recovered yet" in err
+                and re.search(r"published=[56] ", out) is not None,
+                "%r %s %s" %
+                (p.returncode, out, err))
+        r.check("bystander: ... and moves nothing",
+                os.path.getsize(wal) == size and
+                os.path.exists(lost_mark(s)))
+        p = subprocess.run(jc + ["redrive", "1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        err = p.stderr.decode("utf-8", "replace")
+        r.check("bystander: payhook journal redrive is refused until then",
+                p.returncode != 0 and "recover it first" in err,
+                "%r %s" % (p.returncode, err))
+        check_restart(r, s, ok, refused)
+
+
 def main():
     r = Runner("fsyncfail")
     if not SHIM or not os.path.exists(SHIM):
@@ -324,6 +435,7 @@ def main():
     r.run(t_db_fsync_failure, "full")
     r.run(t_db_fsync_failure, "process")
     r.run(t_sigterm_after_loss)
+    r.run(t_bystander)
     r.done()
 
 

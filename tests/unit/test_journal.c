@@ -1249,6 +1249,66 @@ fill_deferred(struct journal *j, const char *prefix, int n)
 	return durable;
 }
 
+/* Open a journal on the lossy disk and lose it as below: a reader pins the
+ * WAL after "a" (300 rows), "b" (10) follows, and the checkpoint that
+ * copies "a" fails its sync during "c" (700). With bystander, another
+ * connection (on SQLite's own unix VFS, as another program's) has read
+ * the journal before the loss and stays open. */
+static struct journal *
+lose_mid_checkpoint(sqlite3 **bystander)
+{
+	struct journal_config cfg = {
+		.dir = statedir,
+		.durability = JOURNAL_DURABILITY_FULL,
+		.retention_ms = 4 * DAY_MS,
+		.checkpoint_ms = 3600 * 1000,	/* only nudges: 1 MB of WAL */
+		.wal_restart_bytes = 256 * 1024 * 1024,
+	};
+	struct journal *j;
+	sqlite3 *reader;
+	char *cause = NULL, *path;
+	int64_t deadline;
+
+	journal_sqlite_setup();		/* as in production, before SQLite */
+	lossy_install();		/* initialises */
+	j = journal_open(&cfg, &cause);
+	cr_assert_not_null(j, "%s", cause ? cause : "");
+	cr_assert_eq(fill_deferred(j, "a", 300), 5, "about 0.5 MB, no nudge");
+	cr_assert_eq(journal_checkpoints(j), 0);
+	if (bystander != NULL) {
+		path = db_path();
+		cr_assert_eq(sqlite3_open_v2(path, bystander,
+		    SQLITE_OPEN_READONLY, "unix"), SQLITE_OK);
+		free(path);
+		cr_assert_eq(peer_int(*bystander, "SELECT count(*) FROM "
+		    "webhooks"), 300);
+	}
+	reader = peer_open(1);		/* pins the WAL just after "a" */
+	peer_exec(reader, "BEGIN");
+	cr_assert_eq(peer_int(reader, "SELECT count(*) FROM webhooks"), 300);
+	cr_assert_eq(fill_deferred(j, "b", 10), 1);
+
+	/* Over 1 MB more: the checkpointer is nudged, copies "a" (no
+	 * further: the reader) and its sync of the database file fails. */
+	lossy_fail_next_sync();
+	fill_deferred(j, "c", 700);
+	deadline = util_mono_ms() + 10000;
+	while (journal_lost(j) == NULL && util_mono_ms() < deadline)
+		usleep(10000);
+	cr_assert_eq(lossy_syncs_failed(), 1);
+	cr_assert_not_null(journal_lost(j), "the journal is lost");
+	cr_expect_str_eq(journal_lost(j),
+	    "fsync of the journal's database file failed");
+	cr_assert_gt(journal_checkpoints(j), 0);
+	cr_expect_gt(file_size("-lost"), 0, "the loss is marked on disk");
+
+	/* The reader goes: a checkpoint could now copy everything, and the
+	 * next commit could start the WAL over. */
+	peer_exec(reader, "COMMIT");
+	sqlite3_close(reader);
+	return j;
+}
+
 /*
  * A failed fsync of the database file during a checkpoint, as Linux fails
  * it (tests/unit/lossydisk.h: the pages owed are dropped and later syncs
@@ -1265,49 +1325,15 @@ fill_deferred(struct journal *j, const char *prefix, int n)
 Test(journal, a_failed_database_fsync_loses_the_journal_and_keeps_the_wal,
     .timeout = 120)
 {
-	struct journal_config cfg = {
-		.dir = statedir,
-		.durability = JOURNAL_DURABILITY_FULL,
-		.retention_ms = 4 * DAY_MS,
-		.checkpoint_ms = 3600 * 1000,	/* only nudges: 1 MB of WAL */
-		.wal_restart_bytes = 256 * 1024 * 1024,
-	};
 	struct journal *j;
-	sqlite3 *reader;
 	const char *lost;
 	char *cause = NULL;
-	int64_t deadline;
 	uint64_t ckpts;
 	int durable;
 
-	journal_sqlite_setup();		/* as in production, before SQLite */
-	lossy_install();		/* initialises */
-	j = journal_open(&cfg, &cause);
-	cr_assert_not_null(j, "%s", cause ? cause : "");
-	cr_assert_eq(fill_deferred(j, "a", 300), 5, "about 0.5 MB, no nudge");
-	cr_assert_eq(journal_checkpoints(j), 0);
-	reader = peer_open(1);		/* pins the WAL just after "a" */
-	peer_exec(reader, "BEGIN");
-	cr_assert_eq(peer_int(reader, "SELECT count(*) FROM webhooks"), 300);
-	cr_assert_eq(fill_deferred(j, "b", 10), 1);
-
-	/* Over 1 MB more: the checkpointer is nudged, copies "a" (no
-	 * further: the reader) and its sync of the database file fails. */
-	lossy_fail_next_sync();
-	fill_deferred(j, "c", 700);
-	deadline = util_mono_ms() + 10000;
-	while (journal_lost(j) == NULL && util_mono_ms() < deadline)
-		usleep(10000);
-	cr_assert_eq(lossy_syncs_failed(), 1);
+	j = lose_mid_checkpoint(NULL);
 	lost = journal_lost(j);
-	cr_assert_not_null(lost, "the journal is lost");
-	cr_expect_str_eq(lost, "fsync of the journal's database file failed");
-	cr_assert_gt(journal_checkpoints(j), 0);
-
-	/* The reader goes: a checkpoint could now copy everything, and the
-	 * next commit could start the WAL over. Neither may happen. */
-	peer_exec(reader, "COMMIT");
-	sqlite3_close(reader);
+	/* Neither a checkpoint nor a new WAL may happen now. */
 	ckpts = journal_checkpoints(j);
 	durable = fill_deferred(j, "d", 700);	/* a nudge's worth */
 	durable += fill_deferred(j, "e", 1);
@@ -1319,7 +1345,8 @@ Test(journal, a_failed_database_fsync_loses_the_journal_and_keeps_the_wal,
 
 	/* The power goes; the database file has only what it really synced
 	 * (the model keeps the whole WAL: the syncer fsyncs it for real, and
-	 * "d" and "e", never claimed durable, are there all the same). */
+	 * "d" and "e", never claimed durable, are there all the same). With
+	 * no other connection left, a plain open rebuilds the WAL index. */
 	cr_assert_eq(lossy_power_cut(), 0);
 	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
 	cr_assert_eq(journal_recover_wal(j, &cause), 0, "%s",
@@ -1328,4 +1355,80 @@ Test(journal, a_failed_database_fsync_loses_the_journal_and_keeps_the_wal,
 	cr_expect_null(journal_free(j));
 	assert_integrity();
 	cr_assert_eq(rows(), 300 + 10 + 700 + 700 + 1);
+}
+
+/*
+ * The same loss, but another program had the journal open before it and
+ * still has: its WAL index says the frames of "a" are in the database
+ * file, which after the power cut they are not. Opened the usual way
+ * beside it, the journal would share that index, and journal_recover_wal
+ * would copy only the later frames and reset the WAL. journal_recover_lost
+ * (the mark is there) refuses while the program stays, and so does a
+ * writing payhook journal; a reading one reads alone and moves nothing.
+ * Once the program is gone (killed: it does not checkpoint), the recovery
+ * copies every frame and removes the mark.
+ */
+Test(journal, a_lost_journal_is_recovered_alone_or_not_at_all,
+    .timeout = 120)
+{
+	struct journal_admin *ja;
+	struct journal_status st;
+	struct journal *j;
+	sqlite3 *bystander;
+	char *cause = NULL;
+	int64_t wal;
+
+	j = lose_mid_checkpoint(&bystander);
+	cr_expect_not_null(journal_free(j));
+	wal = file_size("-wal");
+	cr_assert_gt(wal, 0, "the WAL is kept at close");
+	cr_assert_eq(lossy_power_cut(), 0);
+
+	cr_assert_eq(journal_recover_lost(statedir, &cause), -1);
+	cr_assert_not_null(cause);
+	cr_expect_not_null(strstr(cause, "another program has the journal "
+	    "open"), "%s", cause);
+	free(cause);
+	cause = NULL;
+	cr_expect_null(journal_admin_open(statedir, 0, &cause));
+	free(cause);
+	cause = NULL;
+	cr_expect_eq(file_size("-wal"), wal, "the WAL is untouched");
+	cr_expect_gt(file_size("-lost"), 0, "the mark stays");
+
+	/* The program is killed: it leaves without a checkpoint. */
+	sqlite3_db_config(bystander, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+	    NULL);
+	cr_assert_eq(sqlite3_close(bystander), SQLITE_OK);
+
+	cr_expect_null(journal_admin_open(statedir, 1, &cause),
+	    "no change before the recovery");
+	cr_expect_not_null(cause != NULL ? strstr(cause, "recover it first") :
+	    NULL, "%s", cause ? cause : "");
+	free(cause);
+	cause = NULL;
+	ja = journal_admin_open(statedir, 0, &cause);
+	cr_assert_not_null(ja, "%s", cause ? cause : "");
+	cr_expect_eq(journal_admin_lost(ja), 1);
+	cr_assert_eq(journal_admin_status(ja, &st, &cause), 0, "%s",
+	    cause ? cause : "");
+	cr_expect_eq(st.counts[JOURNAL_RECEIVED], 300 + 10 + 700,
+	    "read from the whole WAL");
+	journal_admin_free(ja);
+	cr_expect_eq(file_size("-wal"), wal, "reading moved nothing");
+
+	cr_assert_eq(journal_recover_lost(statedir, &cause), 0, "%s",
+	    cause ? cause : "");
+	cr_expect_lt(file_size("-lost"), 0, "the mark is gone");
+	cr_expect_leq(file_size("-wal"), 0, "the WAL was copied and reset");
+	cr_assert_eq(journal_recover_lost(statedir, &cause), 0,
+	    "nothing left to do");
+	assert_integrity();
+	cr_assert_eq(rows(), 300 + 10 + 700);
+	j = open_journal(JOURNAL_DURABILITY_FULL, 0, 60000);
+	ja = journal_admin_open(statedir, 0, &cause);
+	cr_assert_not_null(ja, "%s", cause ? cause : "");
+	cr_expect_eq(journal_admin_lost(ja), 0);
+	journal_admin_free(ja);
+	cr_expect_null(journal_free(j));
 }
