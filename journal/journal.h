@@ -137,11 +137,11 @@ const char *journal_lost(struct journal *);
 int	journal_recover_wal(struct journal *, char **cause);
 /*
  * Before journal_open, when an earlier run lost the journal (dir holds
- * JOURNAL_LOST_FILE, see journal.c): copy the whole WAL into the database
+ * its mark, see journal_lost.c): copy the whole WAL into the database
  * file, synced, on a connection that shares the journal with no other
  * program, then remove the mark. 0 (also when there was no mark), or -1
- * and *cause: another program has the journal open, or the disk still
- * fails (payhook serve exits 3).
+ * and *cause: another program has the journal open, the disk still
+ * fails, or the WAL is gone (payhook serve exits 3).
  */
 int	journal_recover_lost(const char *dir, char **cause);
 /* 1 when dir's journal was lost and is not recovered yet (the mark). */

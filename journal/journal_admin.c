@@ -114,20 +114,28 @@ ja_check_schema(sqlite3 *db, const char *path, char **cause)
 /*
  * A lost journal not yet recovered (journal_recover_lost): read it alone,
  * with a WAL index of this connection's own built from the WAL's first
- * frame (exclusive locking set before the first read), and never
- * checkpoint it at close. Changes wait for payhook serve's recovery.
+ * frame (exclusive locking set before the first read). Changes wait for
+ * payhook serve's recovery.
  */
 static int
 ja_open_lost(struct journal_admin *ja, int writable, char **cause)
 {
+	int rc;
+
 	if (writable) {
 		*cause = xasprintf("%s was lost by payhook serve (%s/%s is "
 		    "there): start payhook serve on a working disk to recover "
 		    "it first", ja->path, ja->dir, JOURNAL_LOST_FILE);
 		return -1;
 	}
-	sqlite3_db_config(ja->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if (ja_exec(ja->db, "PRAGMA locking_mode = EXCLUSIVE", cause) != 0)
+		return -1;
+	if ((rc = journal_lost_first_read(ja->db, cause)) == 1) {
+		sqlite3_close(ja->db);	/* first: see journal_lost_holder */
+		ja->db = NULL;
+		*cause = journal_lost_busy_cause(ja->path);
+	}
+	if (rc != 0)
 		return -1;
 	ja->lost = 1;
 	return 0;
@@ -165,8 +173,13 @@ journal_admin_open(const char *dir, int writable, char **cause)
 		    ja->db != NULL ? sqlite3_errmsg(ja->db) : "out of memory");
 		goto fail;
 	}
-	if (sqlite3_busy_timeout(ja->db, JA_BUSY_MS) != SQLITE_OK) {
-		ja_cause(cause, ja->db, "busy timeout");
+	/* payhook serve does every checkpoint: a tool that had the journal
+	 * open when serve lost it must not copy part of it at close (see
+	 * journal_lost.c), nor one that closes last move the WAL at all. */
+	if (sqlite3_busy_timeout(ja->db, JA_BUSY_MS) != SQLITE_OK ||
+	    sqlite3_db_config(ja->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+	    NULL) != SQLITE_OK) {
+		ja_cause(cause, ja->db, "connection setup");
 		goto fail;
 	}
 	if (journal_lost_marked(dir) && ja_open_lost(ja, writable, cause) != 0)

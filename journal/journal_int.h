@@ -68,6 +68,9 @@ struct journal {
 
 /* Process-wide SQLite settings; call before opening any connection. */
 void	journal_sqlite_setup(void);
+/* A read-write connection to the journal at path (extended result codes,
+ * a start-up busy timeout); 0, or -1 and *cause. */
+int	journal_connect(const char *path, sqlite3 **dbp, char **cause);
 void	journal_cause(char **cause, sqlite3 *db, const char *what);
 int	journal_begin_immediate(struct journal *, int nowait, char **cause);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,
@@ -101,8 +104,15 @@ int	journal_sync_after_commit(struct journal *j, char **cause);
  * static string, is kept.
  */
 void	journal_lose(struct journal *, const char *why);
-/* journal_lose's mark on disk (JOURNAL_LOST_FILE): why and when. */
+/* journal_lost.c: journal_lose's mark on disk (JOURNAL_LOST_FILE), why
+ * and when; the first read of a connection to a lost journal, which
+ * locking_mode = EXCLUSIVE makes read alone: 0, 1 when another connection
+ * has it open, -1 and *why; and what to tell the operator then (the other
+ * process's pid if the kernel names it; call with no connection of this
+ * process open on the journal). */
 void	journal_mark_lost(struct journal *, const char *why);
+int	journal_lost_first_read(sqlite3 *db, char **why);
+char	*journal_lost_busy_cause(const char *path);
 /* 1 when db's last error was a failed fsync (of a file or a directory). */
 int	journal_fsync_error(sqlite3 *db);
 /* COMMIT the write connection's transaction (a failed fsync in it loses

@@ -345,9 +345,9 @@ def t_bystander(r):
     checkpointed frames are in the database file, which on a failing disk
     they may not be; recovering beside it would copy only the rest. So
     payhook refuses to start (exit 3, naming the cause) and moves nothing
-    until the program is gone. Meanwhile `payhook journal status` reads
-    the journal alone with a warning, and `payhook journal redrive` is
-    refused. Once the program is killed (it leaves without checkpointing),
+    until the program is gone. Meanwhile `payhook journal status` and
+    `backup` read the journal alone (status with a warning) and move
+    nothing, and `payhook journal redrive` is refused. Once the program is killed (it leaves without checkpointing),
     the restart recovers every frame."""
     ok, refused = [], []
     with FailingDisk() as disk:
@@ -390,8 +390,9 @@ def t_bystander(r):
             err = p.stderr.decode("utf-8", "replace")
             r.check("bystander: restarted beside the other program: exit 3 "
                     "before listening, naming it",
-                    p.returncode == 3 and "another program has the journal "
-                    "open" in err and "event=listening" not in err,
+                    p.returncode == 3 and "another program (pid %d) has "
+                    "the journal open: kill it" % other.pid in err and
+                    "event=listening" not in err,
                     "%r %s" % (p.returncode, err[-400:]))
             r.check("bystander: it gave up within seconds (%.1f s)" % took,
                     took < 15)
@@ -413,7 +414,15 @@ def t_bystander(r):
                 and re.search(r"published=[56] ", out) is not None,
                 "%r %s %s" %
                 (p.returncode, out, err))
-        r.check("bystander: ... and moves nothing",
+        copy = os.path.join(s.tmp, "copy.db")
+        p = subprocess.run(jc + ["backup", copy], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        out = p.stdout.decode("utf-8", "replace")
+        r.check("bystander: payhook journal backup copies it alone",
+                p.returncode == 0 and os.path.exists(copy),
+                "%r %s %s" % (p.returncode, out,
+                              p.stderr.decode("utf-8", "replace")))
+        r.check("bystander: ... and nothing moved",
                 os.path.getsize(wal) == size and
                 os.path.exists(lost_mark(s)))
         p = subprocess.run(jc + ["redrive", "1"], stdout=subprocess.PIPE,

@@ -1387,10 +1387,12 @@ Test(journal, a_lost_journal_is_recovered_alone_or_not_at_all,
 	cr_assert_eq(journal_recover_lost(statedir, &cause), -1);
 	cr_assert_not_null(cause);
 	cr_expect_not_null(strstr(cause, "another program has the journal "
-	    "open"), "%s", cause);
+	    "open: kill it"), "%s", cause);
 	free(cause);
 	cause = NULL;
 	cr_expect_null(journal_admin_open(statedir, 0, &cause));
+	cr_expect_not_null(cause != NULL ? strstr(cause, "another program "
+	    "has the journal open: kill it") : NULL, "%s", cause ? cause : "");
 	free(cause);
 	cause = NULL;
 	cr_expect_eq(file_size("-wal"), wal, "the WAL is untouched");
@@ -1431,4 +1433,54 @@ Test(journal, a_lost_journal_is_recovered_alone_or_not_at_all,
 	cr_expect_eq(journal_admin_lost(ja), 0);
 	journal_admin_free(ja);
 	cr_expect_null(journal_free(j));
+}
+
+/* A mark whose WAL is gone: another program checkpointed the lost journal
+ * with its old WAL index and deleted the WAL (no payhook path loses a
+ * journal with an empty WAL). Refused, the mark kept, for the operator. */
+Test(journal, a_lost_journal_without_its_wal_is_refused)
+{
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+	char *cause = NULL, *mark;
+	FILE *f;
+
+	cr_expect_null(journal_free(j));
+	cr_assert_leq(file_size("-wal"), 0);
+	mark = xasprintf("%s/journal.db-lost", statedir);
+	cr_assert_not_null(f = fopen(mark, "w"));
+	fclose(f);
+	cr_assert_eq(journal_recover_lost(statedir, &cause), -1);
+	cr_expect_not_null(cause != NULL ? strstr(cause, "its WAL is gone") :
+	    NULL, "%s", cause ? cause : "");
+	free(cause);
+	cr_expect_gt(file_size("-lost"), -1, "the mark stays");
+	free(mark);
+}
+
+/* payhook journal never checkpoints at close, not even as the journal's
+ * last user (a tool open across a loss would copy only part of the WAL
+ * with its old index, then delete it): payhook serve moves the WAL. */
+Test(journal, payhook_journal_never_checkpoints_at_close)
+{
+	struct journal_admin *ja;
+	struct journal_status st;
+	struct journal *j = open_journal(JOURNAL_DURABILITY_FULL, 0, 0);
+	sqlite3 *peer;
+	char *cause = NULL;
+	int64_t wal;
+
+	cr_expect_null(journal_free(j));
+	peer = peer_open(0);
+	peer_exec(peer, "CREATE TABLE scratch (x); INSERT INTO scratch "
+	    "VALUES (1)");
+	sqlite3_db_config(peer, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	cr_assert_eq(sqlite3_close(peer), SQLITE_OK);
+	wal = file_size("-wal");
+	cr_assert_gt(wal, 0);
+	ja = journal_admin_open(statedir, 0, &cause);
+	cr_assert_not_null(ja, "%s", cause ? cause : "");
+	cr_assert_eq(journal_admin_status(ja, &st, &cause), 0, "%s",
+	    cause ? cause : "");
+	journal_admin_free(ja);
+	cr_expect_eq(file_size("-wal"), wal, "the WAL is where it was");
 }
