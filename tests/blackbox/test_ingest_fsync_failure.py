@@ -26,7 +26,6 @@ loss keeps it open, payhook refuses to start (exit 3) and moves nothing;
 once that program is gone the restart recovers the whole WAL alone.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
-import json
 import os
 import re
 import subprocess
@@ -128,12 +127,22 @@ class FailingDisk:
         self.s.cleanup()
 
 
+def post_new(s, ok, refused):
+    """Post a new webhook; its id goes to ok if answered 200, to refused
+    if 503. Returns (id, status, headers, body)."""
+    mid = fresh_id()
+    st, h, b = post(s, mid)
+    if st == 200:
+        ok.append(mid)
+    elif st == 503:
+        refused.append(mid)
+    return mid, st, h, b
+
+
 def accept(s, n, ok):
     """Post n new webhooks; the ids answered 200 are added to ok."""
     for _ in range(n):
-        mid = fresh_id()
-        if post(s, mid)[0] == 200:
-            ok.append(mid)
+        post_new(s, ok, [])
 
 
 def check_restart(r, s, ok, refused):
@@ -155,10 +164,7 @@ def check_restart(r, s, ok, refused):
             len(refused), all(a[0] == 200 for a in retried),
             repr([(a[0], a[2]) for a in retried]))
     ok.extend(refused)
-    mid = fresh_id()
-    st, h, b = post(s, mid)
-    if st == 200:
-        ok.append(mid)
+    _, st, h, b = post_new(s, ok, [])
     r.check("restart: a new webhook is accepted", st == 200 and
             b == b'{"status":"accepted"}', "%s %r" % (st, b))
 
@@ -196,13 +202,7 @@ def t_fsync_failure(r):
         disk.fail()
         answers = []
         for _ in range(6):
-            mid = fresh_id()
-            st, h, b = post(s, mid)
-            answers.append((mid, st, h, b))
-            if st == 200:
-                ok.append(mid)
-            elif st == 503:
-                refused.append(mid)
+            answers.append(post_new(s, ok, refused))
             if not s.alive():
                 break
         r.check("failing: no webhook answered 200 after the failed fsync",
@@ -256,13 +256,7 @@ def t_db_fsync_failure(r, durability):
         answers = []
         deadline = time.monotonic() + 15
         while s.alive() and time.monotonic() < deadline:
-            mid = fresh_id()
-            st, h, b = post(s, mid)
-            answers.append((mid, st, h, b))
-            if st == 200:
-                ok.append(mid)
-            elif st == 503:
-                refused.append(mid)
+            answers.append(post_new(s, ok, refused))
             time.sleep(0.05)
         # Stopping starts at once: a webhook that comes in meanwhile is
         # refused (503) or finds the listener closed, never answered 200.
@@ -323,10 +317,7 @@ def t_sigterm_after_loss(r):
         accept(s, 3, ok)
         r.check("sigterm: before, 3 webhooks accepted", len(ok) == 3)
         disk.fail()
-        mid = fresh_id()
-        st = post(s, mid)[0]
-        if st == 503:
-            refused.append(mid)
+        st = post_new(s, ok, refused)[1]
         r.check("sigterm: the webhook after the failure is refused",
                 st == 503, repr(st))
         rc = s.stop()       # SIGTERM at once, during the drain
@@ -369,10 +360,7 @@ def t_bystander(r):
             r.check("bystander: the other program read the journal",
                     line == b"5", repr(line))
             disk.fail()
-            mid = fresh_id()
-            st = post(s, mid)[0]
-            if st == 503:
-                refused.append(mid)
+            st = post_new(s, ok, refused)[1]
             r.check("bystander: the webhook after the failure is refused",
                     st == 503, repr(st))
             r.check("bystander: payhook exits by itself",

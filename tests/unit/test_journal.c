@@ -192,13 +192,19 @@ commit(struct journal *j)
 	cr_assert_eq(journal_commit(j, &cause), 0, "commit: %s", cause);
 }
 
-/* Commit n rows "<prefix>-<i>" in batches of 64. */
-static void
-fill(struct journal *j, const char *prefix, int n, int64_t received_ms)
+/*
+ * Commit n rows "<prefix>-<i>" in batches of 64. Deferred: each batch's
+ * durability is waited for, whatever the syncs say, and the result is how
+ * many batches were claimed durable.
+ */
+static int
+fill_batches(struct journal *j, const char *prefix, int n,
+    int64_t received_ms, int deferred)
 {
 	struct journal_entry e;
-	char id[64];
-	int i;
+	uint64_t ticket, synced, failed;
+	char id[64], *cause = NULL;
+	int i, durable = 0;
 
 	for (i = 0; i < n; i++) {
 		if (i % 64 == 0)
@@ -206,9 +212,25 @@ fill(struct journal *j, const char *prefix, int n, int64_t received_ms)
 		xsnprintf(id, sizeof id, "%s-%d", prefix, i);
 		e = entry(id, received_ms);
 		cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
-		if (i % 64 == 63 || i == n - 1)
+		if (i % 64 != 63 && i != n - 1)
+			continue;
+		if (!deferred) {
 			commit(j);
+			continue;
+		}
+		cr_assert_eq(journal_commit_deferred(j, &ticket, &cause), 0,
+		    "%s", cause ? cause : "");
+		journal_sync_wait(j, ticket);
+		synced = journal_synced(j, &failed);
+		durable += synced >= ticket && failed < ticket;
 	}
+	return durable;
+}
+
+static void
+fill(struct journal *j, const char *prefix, int n, int64_t received_ms)
+{
+	fill_batches(j, prefix, n, received_ms, 0);
 }
 
 static int64_t
@@ -1220,33 +1242,10 @@ Test(journal, recover_moves_a_crashed_wal_into_the_database)
 	assert_integrity();
 }
 
-/*
- * Commit n rows "<prefix>-<i>" in batches of 64 with deferred durability,
- * whatever the syncs say; returns how many batches were claimed durable.
- */
 static int
 fill_deferred(struct journal *j, const char *prefix, int n)
 {
-	struct journal_entry e;
-	uint64_t ticket, synced, failed;
-	char id[64], *cause = NULL;
-	int i, durable = 0;
-
-	for (i = 0; i < n; i++) {
-		if (i % 64 == 0)
-			begin(j);
-		xsnprintf(id, sizeof id, "%s-%d", prefix, i);
-		e = entry(id, NOW_MS);
-		cr_assert_eq(put(j, &e), JOURNAL_PUT_NEW);
-		if (i % 64 != 63 && i != n - 1)
-			continue;
-		cr_assert_eq(journal_commit_deferred(j, &ticket, &cause), 0,
-		    "%s", cause ? cause : "");
-		journal_sync_wait(j, ticket);
-		synced = journal_synced(j, &failed);
-		durable += synced >= ticket && failed < ticket;
-	}
-	return durable;
+	return fill_batches(j, prefix, n, NOW_MS, 1);
 }
 
 /* Open a journal on the lossy disk and lose it as below: a reader pins the
