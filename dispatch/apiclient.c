@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -85,15 +84,6 @@ struct apiclient {
 	size_t			 ndead, deadcap;
 	struct event		*reaper;
 };
-
-static uint64_t
-api_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void
 api_clear_key(struct apiclient *c)
@@ -335,7 +325,7 @@ api_deliver(struct api_req *r)
 {
 	struct apiclient *c = r->slot->c;
 
-	r->ans.elapsed_ns = api_now_ns() - r->start_ns;
+	r->ans.elapsed_ns = (uint64_t)util_mono_ns() - r->start_ns;
 	r->slot->req = NULL;
 	c->inflight--;
 	event_free(r->timer);
@@ -498,7 +488,7 @@ size_t
 apiclient_available(struct apiclient *c, int64_t *wait_ms)
 {
 	double rate = (double)c->cfg.rate_limit, cap;
-	uint64_t now = api_now_ns();
+	uint64_t now = (uint64_t)util_mono_ns();
 	size_t freeslots, n;
 
 	cap = rate < (double)c->nslots ? rate : (double)c->nslots;
@@ -585,7 +575,7 @@ apiclient_get_payment(struct apiclient *c, const char *payment_id,
 	r->slot = s;
 	r->done = done;
 	r->arg = arg;
-	r->start_ns = api_now_ns();
+	r->start_ns = (uint64_t)util_mono_ns();
 	if (s->conn != NULL && s->closed) {
 		api_bury(c, s->conn);
 		s->conn = NULL;
@@ -673,7 +663,7 @@ apiclient_new(struct event_base *base, const struct apiclient_config *cfg,
 	for (i = 0; i < c->nslots; i++)
 		c->slots[i].c = c;
 	c->tokens = 1.0;
-	c->refill_ns = api_now_ns();
+	c->refill_ns = (uint64_t)util_mono_ns();
 	if (c->tls)
 		log_info("api_client", "base_url=%s tls=on verify=%s pool=%d "
 		    "rate_limit=%d", cfg->base_url, c->cfg.ca_file != NULL ?

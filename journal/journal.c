@@ -217,6 +217,13 @@ journal_fsync_error(sqlite3 *db)
 	return rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC;
 }
 
+void
+journal_lose_on_fsync(struct journal *j, const char *why)
+{
+	if (journal_fsync_error(j->db))
+		journal_lose(j, why);
+}
+
 /* COMMIT on the write connection. It fsyncs only the header of a WAL that
  * starts over (when the checkpointer did not write it first); if that
  * fails, the header on disk may be the old one, whose salt disowns every
@@ -226,8 +233,7 @@ journal_run_commit(struct journal *j, char **cause)
 {
 	if (journal_run(j->db, j->commit, "journal commit", cause) == 0)
 		return 0;
-	if (journal_fsync_error(j->db))
-		journal_lose(j, "fsync of the journal's WAL failed");
+	journal_lose_on_fsync(j, "fsync of the journal's WAL failed");
 	return -1;
 }
 
@@ -680,10 +686,11 @@ journal_recover_wal(struct journal *j, char **cause)
 	sqlite3_busy_timeout(j->db, JOURNAL_RECOVER_MS);
 	rc = journal_checkpoint_truncate(j, cause);
 	sqlite3_busy_timeout(j->db, JOURNAL_BUSY_MS);
-	if (rc != 0 && journal_fsync_error(j->db))
-		journal_lose(j, "fsync while recovering the WAL failed");
-	if (rc != 0)
+	if (rc != 0) {
+		journal_lose_on_fsync(j, "fsync while recovering the WAL "
+		    "failed");
 		return -1;
+	}
 	log_info("journal_wal_recovered", "wal_bytes=%lld result=synced",
 	    (long long)st.st_size);
 	return 0;
@@ -792,9 +799,8 @@ journal_free(struct journal *j)
 	journal_syncer_stop(j);
 	if (j->db != NULL && j->ckpt_started && journal_lost(j) == NULL &&
 	    journal_checkpoint_truncate(j, &why) != 0) {
-		if (journal_fsync_error(j->db))
-			journal_lose(j, "fsync at the final WAL checkpoint "
-			    "failed");
+		journal_lose_on_fsync(j, "fsync at the final WAL checkpoint "
+		    "failed");
 		log_warn("journal_final_checkpoint", "error=\"%s\"", why);
 		free(why);
 	}
@@ -1051,8 +1057,8 @@ journal_prune(struct journal *j, int64_t now_ms, int64_t *deleted,
 out:
 	/* Each DELETE commits by itself: the first one into a WAL started
 	 * over fsyncs its header, like a batch's COMMIT. */
-	if (ret != 0 && journal_fsync_error(j->db))
-		journal_lose(j, "fsync of the journal's WAL failed");
+	if (ret != 0)
+		journal_lose_on_fsync(j, "fsync of the journal's WAL failed");
 	sqlite3_reset(j->prune);
 	return ret;
 }

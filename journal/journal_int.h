@@ -115,6 +115,9 @@ int	journal_lost_first_read(sqlite3 *db, char **why);
 char	*journal_lost_busy_cause(const char *path);
 /* 1 when db's last error was a failed fsync (of a file or a directory). */
 int	journal_fsync_error(sqlite3 *db);
+/* journal_lose(j, why) when the write connection's last error was a
+ * failed fsync. */
+void	journal_lose_on_fsync(struct journal *, const char *why);
 /* COMMIT the write connection's transaction (a failed fsync in it loses
  * the journal); 0 or -1 and *cause. */
 int	journal_run_commit(struct journal *, char **cause);
