@@ -43,7 +43,6 @@ static struct {
 	size_t		 nunits;
 	int		 fail_next;
 	int		 syncs_failed;
-	int		 syncs_good;
 } lossy = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void
@@ -142,7 +141,6 @@ lossy_sync(struct vfswrap_file *p, int flags)
 	lossy.disk = now;
 	lossy.disk_len = len;
 	memset(lossy.dirty, 0, lossy.nunits);
-	lossy.syncs_good++;
 	pthread_mutex_unlock(&lossy.lock);
 	return SQLITE_OK;
 }
