@@ -252,8 +252,15 @@ def crash_test(t):
                    any(th.is_alive() for th in threads)):
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 0.03))
-            with sh.lock:
-                inflight = sh.inflight
+            # The kill must hit requests in flight: between two of them
+            # (senders backing off after the last kill) wait up to 1 s.
+            wait_end = time.monotonic() + 1
+            while True:
+                with sh.lock:
+                    inflight = sh.inflight
+                if inflight > 0 or time.monotonic() >= wait_end:
+                    break
+                time.sleep(0.001)
             svc.kill()
             with sh.lock:
                 before = list(sh.ack_order)
