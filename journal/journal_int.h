@@ -75,6 +75,13 @@ void	journal_cause(char **cause, sqlite3 *db, const char *what);
 int	journal_begin_immediate(struct journal *, int nowait, char **cause);
 int	journal_exec(sqlite3 *db, const char *sql, const char *what,
 	    char **cause);
+/* A statement's first column of its first row to *num (integer) or text
+ * (copied, truncated to textlen); 0, or -1 and *cause. */
+int	journal_query(sqlite3 *db, const char *sql, int64_t *num, char *text,
+	    size_t textlen, char **cause);
+/* Bring the schema to journal_schema_version() in one transaction, or
+ * refuse a newer or foreign database (journal_schema.c); 0, or -1. */
+int	journal_migrate(sqlite3 *db, char **cause);
 void	journal_abort_txn(sqlite3 *db, const char *what);
 /* Run a prepared statement that returns no rows (BEGIN, COMMIT) and reset
  * it; 0, or -1 and *cause. */
