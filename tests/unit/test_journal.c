@@ -629,16 +629,19 @@ peer_count_opcode(sqlite3 *db, const char *sql, const char *op)
 	"''published'',''quarantined''))"
 
 /* Version 2's CHECK (state IN (...)) put back, as a version 2 journal had
- * it (check is SQL-quoted), and version 4's sent watermark taken out. */
+ * it (check is SQL-quoted), version 4's sent watermark taken out and the
+ * index version 5 dropped put back. */
 static void
 peer_make_version_2(const char *check)
 {
 	sqlite3 *db = peer_open(0);
 	char *sql;
 
-	cr_assert_eq(peer_int(db, "PRAGMA user_version"), 4);
+	cr_assert_eq(peer_int(db, "PRAGMA user_version"),
+	    journal_schema_version());
 	peer_exec(db, "DROP TABLE events_sent; CREATE INDEX events_unsent ON"
-	    " events (seq) WHERE published_ms IS NULL");
+	    " events (seq) WHERE published_ms IS NULL;"
+	    "CREATE INDEX events_row ON events (row_id)");
 	sql = xasprintf("PRAGMA writable_schema = ON;"
 	    "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state ="
 	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
@@ -693,7 +696,8 @@ Test(journal, version_3_state_check_needs_no_temporary_index)
 	fill(j, "v3-", 5, NOW_MS);
 	journal_free(j);
 	db = peer_open(0);
-	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 4);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"),
+	    journal_schema_version());
 	cr_expect_eq(peer_int(db, "SELECT instr(sql, 'CHECK (state ="
 	    " ''received'' OR state = ''checked'' OR state = ''published'' OR"
 	    " state = ''quarantined'')') > 0 AND instr(sql, 'state IN') = 0"
@@ -703,7 +707,9 @@ Test(journal, version_3_state_check_needs_no_temporary_index)
 	cr_expect_eq(peer_int(db, "SELECT count(*) FROM webhooks WHERE"
 	    " message_id IN ('old-1', 'old-2')"), 2);
 	cr_expect_eq(peer_int(db, "SELECT count(*) FROM sqlite_schema"),
-	    objects);
+	    objects - 1, "version 5 drops events_row, nothing else");
+	cr_expect_eq(peer_int(db, "SELECT count(*) FROM sqlite_schema WHERE"
+	    " name = 'events_row'"), 0);
 	cr_expect_eq(peer_int(db, "SELECT count(*) FROM pragma_integrity_check"
 	    " WHERE integrity_check = 'ok'"), 1);
 	sqlite3_close(db);
@@ -727,7 +733,8 @@ expect_check_left_alone(const char *check, const char *marker, int rows)
 	fill(j, "w-", rows, NOW_MS);
 	journal_free(j);
 	db = peer_open(1);
-	cr_expect_eq(peer_int(db, "PRAGMA user_version"), 4);
+	cr_expect_eq(peer_int(db, "PRAGMA user_version"),
+	    journal_schema_version());
 	sql = xasprintf("SELECT instr(sql, '%s') > 0 FROM sqlite_schema WHERE"
 	    " name = 'webhooks'", marker);
 	cr_expect_eq(peer_int(db, sql), 1, "%s", check);
@@ -1106,7 +1113,7 @@ Test(journal, open_reader_does_not_block_the_writer)
 Test(journal, free_null_is_a_no_op)
 {
 	journal_free(NULL);
-	cr_assert_eq(journal_schema_version(), 4);
+	cr_assert_eq(journal_schema_version(), 5);
 }
 
 /* Timing of 10,000 rows of 1.5 KB in batches of 64; shown with --verbose. */
