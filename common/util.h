@@ -16,6 +16,9 @@ int64_t	util_now_ms(void);
 int64_t	util_mono_ms(void);
 /* Monotonic nanoseconds (latencies, deadlines). */
 int64_t	util_mono_ns(void);
+/* Name the calling thread (at most 15 characters), as ps -L, top -H,
+ * perf and gdb show it; best effort. */
+void	util_thread_name(const char *name);
 /* "2026-11-21T10:00:00.000Z" into buf (at least 25 bytes). */
 void	util_format_time_ms(int64_t ms, char *buf, size_t len);
 /* Parse RFC 3339 UTC "YYYY-MM-DDThh:mm:ss[.fff...]Z"; 0 or -1. */

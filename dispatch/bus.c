@@ -411,6 +411,7 @@ bus_main(void *arg)
 	struct bus *b = arg;
 	char *cause = NULL;
 
+	util_thread_name("ph-bus");
 	if (bus_open_sockets(b, &cause) != 0) {
 		bus_close_sockets(b);
 		bus_started(b, -1, cause);

@@ -267,6 +267,7 @@ journal_checkpoint_main(void *arg)
 	struct journal *j = arg;
 	struct timespec ts;
 
+	util_thread_name("ph-checkpoint");
 	pthread_mutex_lock(&j->lock);
 	while (!j->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -92,6 +92,7 @@ journal_sync_main(void *arg)
 	int64_t t0;
 	int fd, ok;
 
+	util_thread_name("ph-sync");
 	pthread_mutex_lock(&sy->lock);
 	for (;;) {
 		done = atomic_load(&sy->synced);

@@ -207,13 +207,31 @@ def test_dashboard(r, names):
             need <= used, need - used)
 
 
+def thread_names(svc):
+    """The names of a running service's threads (/proc/PID/task/*/comm)."""
+    task = "/proc/%d/task" % svc.proc.pid
+    names = []
+    for t in sorted(os.listdir(task)):
+        try:
+            with open(os.path.join(task, t, "comm")) as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass
+    return names
+
+
 def main():
     r = phtest.Runner("test_monitoring")
     r.run(test_extractor)
     r.run(promtool)
-    with phtest.Service({"cross_check": "off"}) as svc:
+    with phtest.Service({"cross_check": "off",
+                         "durability": "full"}) as svc:
         svc.post(phtest.webhook(phtest.pay_id(1)))
         names = exported(svc)
+        threads = thread_names(svc)
+    r.check("payhook's threads carry the names docs/operations.md gives "
+            "them", {"payhook", "ph-sync", "ph-checkpoint", "ph-bus"} <=
+            set(threads), threads)
     r.check("the service exports payhook_* metrics",
             "payhook_head_seq" in names and "payhook_ready" in names,
             sorted(names)[:5])
