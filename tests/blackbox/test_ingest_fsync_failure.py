@@ -24,19 +24,30 @@ loss still ends with status 3. A loss leaves journal.db-lost beside the
 journal, and while another program that had the journal open before the
 loss keeps it open, payhook refuses to start (exit 3) and moves nothing;
 once that program is gone the restart recovers the whole WAL alone.
+Last, the fsync that fails is the publisher's own, with cross_check = on
+against payhook-sim: accepted webhooks wait for a slow cross-check, the
+disk fails before the answers come, and the events their verdicts make are
+committed but never synced. None of them reaches a subscriber; payhook
+exits 3; after the restart each webhook has exactly one event, seq 1..N,
+which a new consumer gets, byte for byte as the journal holds it.
 Skipped (exit 77) if the shim was not built (PAYHOOK_FSYNCFAIL unset).
 Prints "fsyncfail: N passed, N failed"."""
+import json
 import os
 import re
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (BIN, SECRET, SLOW, Runner, Service,  # noqa: E402
-                    check_503, integrity_check, journal_ids, pay_id, readyz,
-                    sign, wait_for, webhook)
+                    ZmqConsumer, check_503, dispatch_endpoints,
+                    integrity_check, journal_ids, pay_id, readyz, sign,
+                    verify_against_journal, wait_for, webhook)
+import simharness  # noqa: E402
+import xcheck  # noqa: E402
 
 PATH = "/webhooks/govuk-pay"
 SHIM = os.environ.get("PAYHOOK_FSYNCFAIL", "")
@@ -100,10 +111,11 @@ class FailingDisk:
     """A payhook under the fault shim: from fail() on, fsyncs of the files
     whose names end in suffix (the shim's default: the WAL) fail; heal()
     mends the disk and drops the shim, for the restart. As a context
-    manager it always removes the trigger and stops and removes payhook."""
+    manager it always removes the trigger and stops and removes payhook.
+    service: a Service made by the caller instead of a plain one."""
 
-    def __init__(self, extra=None, suffix=None):
-        self.s = Service(extra=extra)
+    def __init__(self, extra=None, suffix=None, service=None):
+        self.s = service or Service(extra=extra)
         self.trigger = os.path.join(self.s.tmp, "fail-fsync-now")
         self.s.env["LD_PRELOAD"] = preload()
         self.s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = self.trigger
@@ -429,6 +441,160 @@ def t_bystander(r):
         check_restart(r, s, ok, refused)
 
 
+def wal_backfilled(s):
+    """True once SQLite's WAL index (journal.db-shm, laid out as
+    https://sqlite.org/walformat.html says) counts every frame of the WAL
+    as copied into the database file: nBackfill (offset 96) = mxFrame
+    (offset 16 of the index header)."""
+    try:
+        with open(os.path.join(s.state_dir, "journal.db-shm"), "rb") as f:
+            h = f.read(100)
+    except OSError:
+        return False
+    return len(h) == 100 and struct.unpack_from("=I", h, 16)[0] == \
+        struct.unpack_from("=I", h, 96)[0]
+
+
+class FeedWatch:
+    """A subscriber to the whole live feed that only counts: events, and
+    the head_seq of each heartbeat."""
+
+    def __init__(self, endpoint):
+        import zmq
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(endpoint)
+
+    def drain(self):
+        """(events, [head_seq, ...]) of everything received so far."""
+        events, heads = 0, []
+        while self.sub.poll(100):
+            topic, body = self.sub.recv_multipart()
+            if topic == b"heartbeat":
+                heads.append(json.loads(body)["head_seq"])
+            else:
+                events += 1
+        return events, heads
+
+    def close(self):
+        self.sub.close(0)
+        self.ctx.term()
+
+
+def t_cross_check_fsync_failure(r, which):
+    """cross_check = on: a webhook's row is synced before its 200; its
+    verdict is stored when the API answers (not synced: it can be redone),
+    then its event, in the publisher's own commit, synced before the event
+    is sent (a seq a consumer saw must never be reused).
+    which = "publish": only the syncer thread's fsyncs fail, so the first
+    to fail is the publisher's. which = "verdict": every WAL fsync fails
+    once the checkpointer has copied the whole WAL, so the next commit (the
+    verdicts') starts the WAL over, and SQLite's own sync of the new WAL
+    header fails inside that commit."""
+    tag = "%s: " % which
+    n = 4
+    with simharness.Sim() as sim:
+        svc = xcheck.service_for(sim, extra={"durability": "full",
+                                             "api_timeout": "30s"})
+        with FailingDisk(service=svc) as disk:
+            s = disk.s
+            if which == "publish":
+                s.env["PAYHOOK_FSYNCFAIL_THREAD"] = "ph-sync"
+            s.start()
+            sub = FeedWatch(dispatch_endpoints(s)[0])
+            try:
+                pids = [xcheck.successful_payment(sim) for _ in range(n)]
+                lag = 3000 * SLOW
+                sim.ctl("POST", "/faults", {"latency_ms": lag})
+                ok = []
+                for i, pid in enumerate(pids):
+                    mid = pay_id(0xF5B000 + i)
+                    st, _, b = s.post(xcheck.sim_webhook_body(
+                        sim, pid, "card_payment_captured", mid))
+                    if st == 200:
+                        ok.append(mid)
+                r.check(tag + "%d webhooks accepted, their checks slowed "
+                        "to %d ms" % (n, lag), len(ok) == n, repr(ok))
+                # The checkpointer copies those rows within a second.
+                r.check(tag + "the WAL is checkpointed before the disk "
+                        "fails", wait_for(lambda: wal_backfilled(s),
+                                          5 * SLOW))
+                disk.fail()
+                r.check(tag + "payhook exits by itself once the answers "
+                        "come", wait_for(lambda: not s.alive(),
+                                         lag / 1000 + 15 * SLOW),
+                        s.log()[-400:])
+                events, heads = sub.drain()
+            finally:
+                sub.close()
+            rc = s.stop()
+            log = s.log()
+            r.check(tag + "exit status 3", rc == 3, repr(rc))
+            r.check(tag + "the log says the journal is lost, exit 3",
+                    re.search(r"event=journal_lost .*action=exit status=3",
+                              log) is not None, log[-600:])
+            up, head, count = sent_and_head(s)
+            if which == "publish":
+                r.check(tag + "the log names the syncer's failed fsync",
+                        "event=journal_fsync_failed" in log, log[-600:])
+                r.check(tag + "the publisher committed events (head %d) "
+                        "whose fsync failed" % head, head >= 1 and
+                        count == head, repr((up, head, count)))
+            else:
+                r.check(tag + "the verdicts' commit failed on the fsync "
+                        "(SQLITE_IOERR_FSYNC) and stored nothing",
+                        re.search(r"event=crosscheck_write_failed rows=\d+ "
+                                  r"reason=\"[^\"]*sqlite code 1034\)", log)
+                        is not None and head == 0 and not s.rows(
+                            "SELECT 1 FROM webhooks WHERE verdict IS NOT"
+                            " NULL"), log[-600:])
+            r.check(tag + "none of them was sent: none reached the "
+                    "subscriber, none is marked sent, no heartbeat counted "
+                    "one", events == 0 and up == 0 and set(heads) <= {0},
+                    repr((events, up, heads)))
+            r.check(tag + "no secret or signature in the log",
+                    SECRET not in log and simharness.TEST_KEY not in log
+                    and "Pay-Signature" not in log, log[-400:])
+            check_lost_mark(r, tag, s)
+
+            disk.heal()
+            sim.ctl("DELETE", "/faults")
+            s.start()
+            r.check(tag + "restart: the WAL was recovered alone and synced",
+                    re.search(r"event=journal_lost_recovered "
+                              r"wal_bytes=[1-9]\d* result=synced", s.log())
+                    is not None, s.log()[-600:])
+            r.check(tag + "restart: the loss mark is gone",
+                    not os.path.exists(lost_mark(s)))
+            sub = ZmqConsumer(*dispatch_endpoints(s), start=1)
+            try:
+                sub.catch_up()
+                got = sub.run_until(lambda c: c.holds(n), 20 * SLOW)
+                held = dict(sub.events)
+            finally:
+                sub.close()
+            r.check(tag + "restart: a new consumer gets seq 1..%d" % n,
+                    got and sorted(held) == list(range(1, n + 1)),
+                    repr(sorted(held)))
+            problems = verify_against_journal(s, held)
+            r.check(tag + "restart: ... byte for byte as the journal holds "
+                    "them", not problems, repr(problems[:3]))
+            per = dict(s.rows("SELECT w.message_id, count(e.seq) FROM"
+                              " webhooks w LEFT JOIN events e ON"
+                              " e.row_id = w.id GROUP BY w.id"))
+            r.check(tag + "restart: one event per webhook",
+                    sorted(per) == sorted(ok) and
+                    set(per.values()) == {1}, repr(per))
+            verdicts = {v["verdict"] for v in xcheck.verdicts(s).values()}
+            r.check(tag + "restart: every verdict is confirmed",
+                    verdicts == {"confirmed"}, repr(verdicts))
+            r.check(tag + "restart: PRAGMA integrity_check ok",
+                    integrity_check(s) == ["ok"])
+            r.check(tag + "restart: payhook stopped cleanly", s.stop() == 0)
+
+
 def main():
     r = Runner("fsyncfail")
     if not SHIM or not os.path.exists(SHIM):
@@ -440,6 +606,8 @@ def main():
     r.run(t_db_fsync_failure, "process")
     r.run(t_sigterm_after_loss)
     r.run(t_bystander)
+    r.run(t_cross_check_fsync_failure, "publish")
+    r.run(t_cross_check_fsync_failure, "verdict")
     r.done()
 
 

@@ -4,12 +4,17 @@
  * PAYHOOK_FSYNCFAIL_TRIGGER exists, fdatasync() and fsync() of a file
  * whose name ends in PAYHOOK_FSYNCFAIL_SUFFIX ("-wal" if unset: the WAL;
  * "journal.db" for the database file) fail with EIO without syncing, as a
- * disk that lost the write would make them fail. Everything else is passed
- * through.
+ * disk that lost the write would make them fail. With
+ * PAYHOOK_FSYNCFAIL_THREAD set, only the calls made by the thread of that
+ * name fail (payhook names its threads: "ph-sync" is the WAL syncer), so a
+ * test can choose which of payhook's fsyncs sees the failure first.
+ * Everything else is passed through.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <sys/prctl.h>
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
@@ -22,12 +27,19 @@ fsyncfail_now(int fd)
 {
 	const char *trigger = getenv("PAYHOOK_FSYNCFAIL_TRIGGER");
 	const char *suffix = getenv("PAYHOOK_FSYNCFAIL_SUFFIX");
-	char link[64], path[4096];
+	const char *thread = getenv("PAYHOOK_FSYNCFAIL_THREAD");
+	char link[64], path[4096], name[17];
 	size_t len;
 	ssize_t n;
 
 	if (trigger == NULL || access(trigger, F_OK) != 0)
 		return 0;
+	if (thread != NULL && *thread != '\0') {
+		memset(name, 0, sizeof name);
+		if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0 ||
+		    strcmp(name, thread) != 0)
+			return 0;
+	}
 	if (suffix == NULL || *suffix == '\0')
 		suffix = "-wal";
 	len = strlen(suffix);
