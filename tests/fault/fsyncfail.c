@@ -7,7 +7,8 @@
  * disk that lost the write would make them fail. With
  * PAYHOOK_FSYNCFAIL_THREAD set, only the calls made by the thread of that
  * name fail (payhook names its threads: "ph-sync" is the WAL syncer), so a
- * test can choose which of payhook's fsyncs sees the failure first.
+ * test can choose which of payhook's fsyncs sees the failure first. Linux
+ * keeps 15 characters of a thread's name: a longer value never matches.
  * Everything else is passed through.
  */
 #ifndef _GNU_SOURCE
