@@ -1,6 +1,7 @@
 /*
- * util.c: clocks, timestamps, hex, id checks, integer parsing, file reads.
- * Any thread; pure functions, no globals.
+ * util.c: clocks, timestamps, hex, id checks, integer parsing, file reads,
+ * thread names. Any thread; no globals (util_thread_name names the
+ * calling thread).
  */
 #include <sys/stat.h>
 

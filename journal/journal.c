@@ -1,10 +1,11 @@
 /*
  * journal.c: the SQLite journal (WAL mode): open it (the schema and its
- * migrations are in journal_schema.c), group commit of received webhooks, counts, retention pruning. The write
- * connection belongs to the main thread; WAL checkpoints run on a thread of
- * their own (journal_checkpoint.c), fsyncs on another (journal_sync.c). Nothing here
- * may block the event loop for long: no checkpoints on the write connection,
- * a 25 ms busy timeout, bounded prune batches.
+ * migrations are in journal_schema.c), group commit of received webhooks,
+ * counts, retention pruning. The write connection belongs to the main
+ * thread; WAL checkpoints run on a thread of their own
+ * (journal_checkpoint.c), fsyncs on another (journal_sync.c). Nothing here
+ * may block the event loop for long: no checkpoints on the write
+ * connection, a 25 ms busy timeout, bounded prune batches.
  */
 #include <errno.h>
 #include <fcntl.h>

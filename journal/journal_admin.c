@@ -22,7 +22,6 @@
 #include "journal/journal.h"
 #include "journal/journal_int.h"
 
-#define JA_APP_ID		0x70617968	/* "payh", as journal.c */
 #define JA_BUSY_MS		5000	/* an operator may wait a little */
 
 /* journal_pipeline.c's JOURNAL_ROW_COLUMNS with the bodies' lengths, not
@@ -92,7 +91,7 @@ ja_check_schema(sqlite3 *db, const char *path, char **cause)
 	if (ja_int(db, "PRAGMA application_id", 0, &app_id, cause) != 0 ||
 	    ja_int(db, "PRAGMA user_version", 0, &version, cause) != 0)
 		return -1;
-	if (app_id != JA_APP_ID) {
+	if (app_id != JOURNAL_APP_ID) {
 		*cause = xasprintf("%s is not a payhook journal", path);
 		return -1;
 	}

@@ -1,7 +1,9 @@
 /*
- * journal_int.h: the journal's insides, shared by journal.c (open, ingest,
- * checkpoints) and journal_pipeline.c (cross-check, events, replay). Not
- * for use outside journal/. Main thread, except the checkpointer fields.
+ * journal_int.h: the journal's insides, shared by journal.c (open, ingest),
+ * journal_schema.c (migrations), journal_checkpoint.c, journal_sync.c,
+ * journal_lost.c, journal_admin.c and journal_pipeline.c (cross-check,
+ * events, replay). Not for use outside journal/. Main thread, except the
+ * checkpointer's and the syncer's fields.
  */
 #ifndef PAYHOOK_JOURNAL_INT_H
 #define PAYHOOK_JOURNAL_INT_H
@@ -16,6 +18,7 @@ struct journal_pipe;
 struct journal_syncer;
 
 #define JOURNAL_BUSY_MS		25	/* event loop: fail fast, never wait */
+#define JOURNAL_APP_ID		0x70617968	/* PRAGMA application_id: "payh" */
 #define JOURNAL_FILE		"journal.db"
 /* Left by journal_lose beside the journal; journal_recover_lost removes
  * it once the WAL is safely in the database file. */
@@ -80,7 +83,8 @@ int	journal_exec(sqlite3 *db, const char *sql, const char *what,
 int	journal_query(sqlite3 *db, const char *sql, int64_t *num, char *text,
 	    size_t textlen, char **cause);
 /* Bring the schema to journal_schema_version() in one transaction, or
- * refuse a newer or foreign database (journal_schema.c); 0, or -1. */
+ * refuse a newer or foreign database (journal_schema.c); 0, or -1 and
+ * *cause. */
 int	journal_migrate(sqlite3 *db, char **cause);
 void	journal_abort_txn(sqlite3 *db, const char *what);
 /* Run a prepared statement that returns no rows (BEGIN, COMMIT) and reset

@@ -5,7 +5,10 @@
  * version i to i + 1, and journal_migrate() runs the missing steps in one
  * transaction at open, all or none. A journal written by a newer build is
  * refused, and so is a database that is not a payhook journal
- * (PRAGMA application_id).
+ * (PRAGMA application_id). Runs on the main thread, once, at open, on the
+ * write connection, before the checkpointer and the syncer start. A step
+ * must never rewrite every row of a large journal: the service is not
+ * listening while it runs.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,8 +21,6 @@
 #include "common/xmalloc.h"
 #include "journal/journal.h"
 #include "journal/journal_int.h"
-
-#define JOURNAL_APP_ID		0x70617968	/* "payh" */
 
 /*
  * Schema migrations, applied in order inside one transaction at open.
