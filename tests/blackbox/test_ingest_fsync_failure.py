@@ -114,15 +114,18 @@ class FailingDisk:
     whose names end in suffix (the shim's default: the WAL) fail; heal()
     mends the disk and drops the shim, for the restart. As a context
     manager it always removes the trigger and stops and removes payhook.
-    service: a Service made by the caller instead of a plain one."""
+    thread: only that payhook thread's fsyncs fail. service: a Service
+    made by the caller instead of a plain one."""
 
-    def __init__(self, extra=None, suffix=None, service=None):
+    def __init__(self, extra=None, suffix=None, service=None, thread=None):
         self.s = service or Service(extra=extra)
         self.trigger = os.path.join(self.s.tmp, "fail-fsync-now")
         self.s.env["LD_PRELOAD"] = preload()
         self.s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = self.trigger
         if suffix:
             self.s.env["PAYHOOK_FSYNCFAIL_SUFFIX"] = suffix
+        if thread:
+            self.s.env["PAYHOOK_FSYNCFAIL_THREAD"] = thread
 
     def fail(self):
         open(self.trigger, "w").close()
@@ -154,10 +157,14 @@ def post_new(s, ok, refused):
     return mid, st, h, b
 
 
-def accept(s, n, ok):
-    """Post n new webhooks; the ids answered 200 are added to ok."""
+def accept(r, tag, s, n, ok):
+    """Before the disk fails: post n new webhooks, check that every one is
+    answered 200; their ids are added to ok."""
+    had = len(ok)
     for _ in range(n):
         post_new(s, ok, [])
+    r.check(tag + "before, %d webhooks accepted" % n, len(ok) - had == n,
+            repr(ok))
 
 
 def check_restart(r, s, ok, refused):
@@ -208,8 +215,7 @@ def t_fsync_failure(r):
         s = disk.s
         s.start()
         # Before: accepted and published.
-        accept(s, 5, ok)
-        r.check("before: 5 webhooks accepted", len(ok) == 5, repr(ok))
+        accept(r, "", s, 5, ok)
         r.check("before: their events sent", wait_for(
             lambda: sent_and_head(s)[0] == 5, 10), repr(sent_and_head(s)))
 
@@ -264,8 +270,7 @@ def t_db_fsync_failure(r, durability):
     with FailingDisk({"durability": durability}, "journal.db") as disk:
         s = disk.s
         s.start()
-        accept(s, 5, ok)
-        r.check(tag + "before, 5 webhooks accepted", len(ok) == 5, repr(ok))
+        accept(r, tag, s, 5, ok)
 
         # The disk loses the database file's writes. The checkpointer
         # copies the WAL within a second (checkpoint period) of a commit.
@@ -330,8 +335,7 @@ def t_sigterm_after_loss(r):
     with FailingDisk() as disk:
         s = disk.s
         s.start()
-        accept(s, 3, ok)
-        r.check("sigterm: before, 3 webhooks accepted", len(ok) == 3)
+        accept(r, "sigterm: ", s, 3, ok)
         disk.fail()
         st = post_new(s, ok, refused)[1]
         r.check("sigterm: the webhook after the failure is refused",
@@ -354,14 +358,14 @@ def t_bystander(r):
     payhook refuses to start (exit 3, naming the cause) and moves nothing
     until the program is gone. Meanwhile `payhook journal status` and
     `backup` read the journal alone (status with a warning) and move
-    nothing, and `payhook journal redrive` is refused. Once the program is killed (it leaves without checkpointing),
-    the restart recovers every frame."""
+    nothing, and `payhook journal redrive` is refused. Once the program is
+    killed (it leaves without checkpointing), the restart recovers every
+    frame."""
     ok, refused = [], []
     with FailingDisk() as disk:
         s = disk.s
         s.start()
-        accept(s, 5, ok)
-        r.check("bystander: before, 5 webhooks accepted", len(ok) == 5)
+        accept(r, "bystander: ", s, 5, ok)
         db = os.path.join(s.state_dir, "journal.db")
         other = subprocess.Popen(
             [sys.executable, "-c",
@@ -517,10 +521,9 @@ def t_cross_check_fsync_failure(r, which):
     with simharness.Sim() as sim:
         svc = xcheck.service_for(sim, extra={
             "durability": "full", "api_timeout": "%ds" % (lag // 1000 + 30)})
-        with FailingDisk(service=svc) as disk:
+        with FailingDisk(service=svc, thread="ph-sync" if which ==
+                         "publish" else None) as disk:
             s = disk.s
-            if which == "publish":
-                s.env["PAYHOOK_FSYNCFAIL_THREAD"] = "ph-sync"
             s.start()
             sub = FeedWatch(dispatch_endpoints(s)[0])
             try:

@@ -233,6 +233,16 @@ fill(struct journal *j, const char *prefix, int n, int64_t received_ms)
 	fill_batches(j, prefix, n, received_ms, 0);
 }
 
+/* A call failed: its *cause says want. Frees it for the next call. */
+static void
+expect_cause(char **cause, const char *want)
+{
+	cr_expect_not_null(*cause != NULL ? strstr(*cause, want) : NULL,
+	    "want \"%s\", got: %s", want, *cause != NULL ? *cause : "none");
+	free(*cause);
+	*cause = NULL;
+}
+
 static int64_t
 file_size(const char *suffix)
 {
@@ -1428,16 +1438,9 @@ Test(journal, a_lost_journal_is_recovered_alone_or_not_at_all,
 	cr_assert_eq(lossy_power_cut(), 0);
 
 	cr_assert_eq(journal_recover_lost(statedir, &cause), -1);
-	cr_assert_not_null(cause);
-	cr_expect_not_null(strstr(cause, "another program has the journal "
-	    "open: kill it"), "%s", cause);
-	free(cause);
-	cause = NULL;
+	expect_cause(&cause, "another program has the journal open: kill it");
 	cr_expect_null(journal_admin_open(statedir, 0, &cause));
-	cr_expect_not_null(cause != NULL ? strstr(cause, "another program "
-	    "has the journal open: kill it") : NULL, "%s", cause ? cause : "");
-	free(cause);
-	cause = NULL;
+	expect_cause(&cause, "another program has the journal open: kill it");
 	cr_expect_eq(file_size("-wal"), wal, "the WAL is untouched");
 	cr_expect_gt(file_size("-lost"), 0, "the mark stays");
 
@@ -1448,10 +1451,7 @@ Test(journal, a_lost_journal_is_recovered_alone_or_not_at_all,
 
 	cr_expect_null(journal_admin_open(statedir, 1, &cause),
 	    "no change before the recovery");
-	cr_expect_not_null(cause != NULL ? strstr(cause, "recover it first") :
-	    NULL, "%s", cause ? cause : "");
-	free(cause);
-	cause = NULL;
+	expect_cause(&cause, "recover it first");
 	ja = journal_admin_open(statedir, 0, &cause);
 	cr_assert_not_null(ja, "%s", cause ? cause : "");
 	cr_expect_eq(journal_admin_lost(ja), 1);
@@ -1493,9 +1493,7 @@ Test(journal, a_lost_journal_without_its_wal_is_refused)
 	cr_assert_not_null(f = fopen(mark, "w"));
 	fclose(f);
 	cr_assert_eq(journal_recover_lost(statedir, &cause), -1);
-	cr_expect_not_null(cause != NULL ? strstr(cause, "its WAL is gone") :
-	    NULL, "%s", cause ? cause : "");
-	free(cause);
+	expect_cause(&cause, "its WAL is gone");
 	cr_expect_gt(file_size("-lost"), -1, "the mark stays");
 	free(mark);
 }
