@@ -3,8 +3,10 @@
  * 2.1's evhttp has neither a connection cap nor a whole-request deadline.
  * evhttp asks us for each connection's bufferevent; right after, we hook
  * its close callback to learn when it is freed. (A filter bufferevent would
- * also tell us, but 2.1's filter stalls evhttp's replies.) Main thread only;
- * never touches a connection after its close callback ran.
+ * also tell us, but 2.1's filter stalls evhttp's replies.) Runs on the
+ * thread of its event_base (the public listener's, or the main thread's for
+ * the admin one); listener_connections may be read from any thread. Never
+ * touches a connection after its close callback ran.
  */
 #include <sys/socket.h>
 
@@ -13,6 +15,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +56,7 @@ struct listener {
 	/* Open connections by bufferevent pointer (linear probing). */
 	struct listener_conn	**table;
 	size_t			 cap;		/* power of two, > 2 * max */
-	int			 active;
+	_Atomic int		 active;	/* read by any thread */
 	int			 paused;
 	int			 closed;
 	int			 bound;		/* evl handed to evhttp */
@@ -175,6 +178,30 @@ listener_init_cb(evutil_socket_t unused, short what, void *arg)
 }
 
 /*
+ * Copy len bytes at p out of buf. Not evbuffer_copyout_from: libevent 2.1
+ * refuses it (-1) while the buffer's start is frozen, as a connection's
+ * output is from its second response on, so only the first response of
+ * each keep-alive connection used to be counted.
+ */
+static int
+listener_peek(struct evbuffer *buf, struct evbuffer_ptr *p, char *out,
+    size_t len)
+{
+	struct evbuffer_iovec v[4];
+	size_t got = 0;
+	int i, n;
+
+	n = evbuffer_peek(buf, (ev_ssize_t)len, p, v, 4);
+	for (i = 0; i < n && i < 4 && got < len; i++) {
+		size_t k = v[i].iov_len < len - got ? v[i].iov_len : len - got;
+
+		memcpy(out + got, v[i].iov_base, k);
+		got += k;
+	}
+	return got == len ? 0 : -1;
+}
+
+/*
  * Data was added to a connection's output. evhttp writes each response's
  * status line with one add, so an add that starts "HTTP/1.x NNN " is a
  * response head: this sees every status, libevent's own errors included.
@@ -190,8 +217,7 @@ listener_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 	if (info->n_added < sizeof head ||
 	    evbuffer_ptr_set(buf, &p, info->orig_size, EVBUFFER_PTR_SET) != 0 ||
-	    evbuffer_copyout_from(buf, &p, head, sizeof head) !=
-	    (ev_ssize_t)sizeof head)
+	    listener_peek(buf, &p, head, sizeof head) != 0)
 		return;
 	if (memcmp(head, "HTTP/1.", 7) != 0 || head[8] != ' ' ||
 	    head[12] != ' ' || head[9] < '1' || head[9] > '5' ||
