@@ -340,23 +340,16 @@ serve_start(struct serve *sv)
 	if (evthread_use_pthreads() != 0 || (ec = event_config_new()) == NULL)
 		fatalx(1, "cannot create the event loop");
 	/*
-	 * evhttp turns a connection's read and write interest on and off
-	 * around every request: with the changelist those changes reach
-	 * epoll once per loop pass, and a change undone in the same pass
-	 * costs no epoll_ctl at all (4 to 3 per webhook under load). No
-	 * descriptor on this loop is ever dup()ed, the flag's one caveat.
+	 * The main loop: the journal's writes (the webhooks' group commit,
+	 * cross-check verdicts, events), the admin listener and the API
+	 * client; the public listener has its own (server.c). The changelist
+	 * saves the admin evhttp's epoll_ctl calls as it does ph-http's; no
+	 * descriptor here is ever dup()ed, the flag's one caveat.
 	 */
 	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	sv->base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	/*
-	 * Two priorities, before any event exists: everything gets 1 (the
-	 * default, half the count), and the group commit's "synced" event 0,
-	 * so webhooks whose batch became durable are answered before the
-	 * connections that became readable meanwhile are read (an fsync's end
-	 * to the answers: about 430 to 150 µs under load).
-	 */
-	if (sv->base == NULL || event_base_priority_init(sv->base, 2) != 0)
+	if (sv->base == NULL)
 		fatalx(1, "cannot create the event loop");
 	/* Bind first: a port in use is reported before anything else. */
 	if ((sv->server = server_new(sv->base, sv->cfg, sv->sig, &cause)) ==
@@ -419,6 +412,9 @@ serve_start(struct serve *sv)
 	    evtimer_add(sv->prune, &tv) != 0)
 		fatalx(1, "cannot install signal handlers");
 	signal(SIGPIPE, SIG_IGN);
+	/* Last: requests are read from now on, on ph-http. */
+	if (server_start(sv->server, &cause) != 0)
+		fatalx(1, "%s", cause);
 }
 
 static void

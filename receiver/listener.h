@@ -2,7 +2,8 @@
  * listener.h: accepts connections for an evhttp server and owns their
  * limits: a cap on concurrent connections (accepting pauses at the cap),
  * a per-request deadline (slowloris), and optional TLS 1.2/1.3 through
- * libevent's OpenSSL bufferevents. Main thread only.
+ * libevent's OpenSSL bufferevents. The thread of its event_base only, but
+ * listener_connections (any thread).
  */
 #ifndef PAYHOOK_LISTENER_H
 #define PAYHOOK_LISTENER_H
@@ -35,6 +36,7 @@ void	listener_free(struct listener *);
 void	listener_request_done(struct listener *, struct evhttp_request *);
 /* Stop accepting for good (shutdown). */
 void	listener_close(struct listener *);
+/* Open connections; any thread. */
 int	listener_connections(const struct listener *);
 /* "host:port" actually bound. */
 const char *listener_address(const struct listener *);

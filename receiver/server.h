@@ -1,8 +1,11 @@
 /*
  * server.h: the public webhook listener (evhttp). Enforces the request
  * limits, checks Pay-Signature, validates the body and group-commits it to
- * the journal, answering each webhook only after its COMMIT returned.
- * Main thread only.
+ * the journal, answering each webhook only after its COMMIT is durable.
+ * HTTP runs on its own thread (ph-http, started by server_start) with its
+ * own event_base; the journal writes run on the main thread's loop (the
+ * one given to server_new), beside the rest of the pipeline. Every function
+ * here is for the main thread; the callbacks are called on it.
  */
 #ifndef PAYHOOK_SERVER_H
 #define PAYHOOK_SERVER_H
@@ -36,11 +39,17 @@ struct server_store_hooks {
 	void	*arg;
 };
 
-/* Bind cfg->listen (TLS when configured) and register metrics. Nothing is
- * served before server_attach_journal() and the loop running. */
-struct server *server_new(struct event_base *, const struct config *,
-	    struct signature *, char **cause);
+/* Bind cfg->listen (TLS when configured) and register metrics; base is the
+ * main thread's loop, where the journal is written. sig is borrowed (and
+ * used from ph-http). Nothing is served before server_start(). */
+struct server *server_new(struct event_base *base, const struct config *,
+	    struct signature *sig, char **cause);
 void	server_attach_journal(struct server *, struct journal *);
+/* Start ph-http: from now on requests are read and answered. 0, or -1
+ * and *cause. */
+int	server_start(struct server *, char **cause);
+/* Stop ph-http (the open batch is stored, everything stored is answered
+ * once durable), then free. Call after the main loop has left. */
 void	server_free(struct server *);
 void	server_set_commit_cb(struct server *, server_commit_fn, void *arg);
 void	server_set_fatal_cb(struct server *, server_fatal_fn, void *arg);

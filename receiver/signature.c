@@ -1,9 +1,14 @@
 /*
  * signature.c: verify Pay-Signature with EVP_MAC (HMAC-SHA256). One keyed
  * context per secret is re-initialised per request, which is about twice as
- * fast as one-shot HMAC(). Main thread. Never log, print or copy a secret
- * out of this file, and compare MACs only with CRYPTO_memcmp.
+ * fast as one-shot HMAC(). Any thread: the public listener's thread
+ * verifies while the main thread reloads on SIGHUP, so the contexts are
+ * used and swapped under one mutex (uncontended but for a reload). Never
+ * log, print or copy a secret out of this file, and compare MACs only with
+ * CRYPTO_memcmp.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +28,9 @@
 
 struct signature {
 	EVP_MAC		*mac;
+	pthread_mutex_t	 lock;		/* ctx[] and its use */
 	EVP_MAC_CTX	*ctx[SIGNATURE_MAX_SECRETS];
-	int		 n;
+	_Atomic int	 n;		/* written under lock */
 };
 
 struct signature *
@@ -36,6 +42,8 @@ signature_new(void)
 	sig->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 	if (sig->mac == NULL)
 		abort();	/* OpenSSL without HMAC: a broken install */
+	if (pthread_mutex_init(&sig->lock, NULL) != 0)
+		abort();
 	return sig;
 }
 
@@ -57,6 +65,7 @@ signature_free(struct signature *sig)
 		return;
 	signature_clear(sig->ctx, sig->n);
 	EVP_MAC_free(sig->mac);
+	pthread_mutex_destroy(&sig->lock);
 	free(sig);
 }
 
@@ -142,9 +151,18 @@ signature_load_file(struct signature *sig, const char *path, char **cause)
 		goto out;
 	for (i = 0; i < n; i++)
 		ctx[i] = signature_keyed_ctx(sig->mac, line[i], linelen[i]);
-	signature_clear(sig->ctx, sig->n);
-	memcpy(sig->ctx, ctx, sizeof ctx);
+	/* Swap, then free the old contexts outside the lock. */
+	pthread_mutex_lock(&sig->lock);
+	for (i = 0; i < SIGNATURE_MAX_SECRETS; i++) {
+		EVP_MAC_CTX *old = sig->ctx[i];
+
+		sig->ctx[i] = ctx[i];
+		ctx[i] = old;
+	}
+	i = sig->n;
 	sig->n = n;
+	pthread_mutex_unlock(&sig->lock);
+	signature_clear(ctx, i);
 	ret = 0;
 out:
 	if (buf != NULL) {
@@ -179,16 +197,21 @@ signature_verify(struct signature *sig, const void *body, size_t len,
     const char *hdr, size_t hdrlen)
 {
 	unsigned char want[SIGNATURE_MAC_LEN], got[SIGNATURE_MAC_LEN];
+	enum signature_result r = SIGNATURE_MISMATCH;
 	int i;
 
 	if (util_hex_decode_lower(hdr, hdrlen, want, sizeof want) != 0)
 		return SIGNATURE_MALFORMED;
+	pthread_mutex_lock(&sig->lock);
 	for (i = 0; i < sig->n; i++) {
 		signature_mac(sig->ctx[i], body, len, got);
-		if (CRYPTO_memcmp(got, want, sizeof got) == 0)
-			return (enum signature_result)(i + 1);
+		if (CRYPTO_memcmp(got, want, sizeof got) == 0) {
+			r = (enum signature_result)(i + 1);
+			break;
+		}
 	}
-	return SIGNATURE_MISMATCH;
+	pthread_mutex_unlock(&sig->lock);
+	return r;
 }
 
 int
@@ -197,9 +220,13 @@ signature_sign(struct signature *sig, int index, const void *body, size_t len,
 {
 	unsigned char mac[SIGNATURE_MAC_LEN];
 
-	if (index < 1 || index > sig->n)
+	pthread_mutex_lock(&sig->lock);
+	if (index < 1 || index > sig->n) {
+		pthread_mutex_unlock(&sig->lock);
 		return -1;
+	}
 	signature_mac(sig->ctx[index - 1], body, len, mac);
+	pthread_mutex_unlock(&sig->lock);
 	util_hex_encode(mac, sizeof mac, out);
 	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * signature.h: GOV.UK Pay's Pay-Signature, the lower-case hex HMAC-SHA256
  * of the raw body keyed with the signing secret's UTF-8 bytes. Holds one or
- * two secrets (rotation). Main thread; the secrets never leave this module.
+ * two secrets (rotation). Any thread (a reload swaps the secrets under a
+ * lock); the secrets never leave this module.
  */
 #ifndef PAYHOOK_SIGNATURE_H
 #define PAYHOOK_SIGNATURE_H

@@ -31,7 +31,9 @@ def _has_sub(st, *subs):
 ROOTS = [("checkpointer", "journal_checkpoint_main"),
          ("syncer", "journal_sync_main"),
          ("bus", "bus_main"),
+         ("http", "server_thread"),
          ("main", "cmd_serve")]
+LOOPS = ("main", "http")
 
 
 def stages():
@@ -39,7 +41,7 @@ def stages():
         ("WAL checkpointer thread", lambda r, st: r == "checkpointer"),
         ("WAL syncer thread (fdatasync)", lambda r, st: r == "syncer"),
         ("ZeroMQ bus thread", lambda r, st: r == "bus"),
-        ("other threads", lambda r, st: r != "main"),
+        ("other threads", lambda r, st: r not in LOOPS),
         ("COMMIT: fdatasync (CPU in ext4/virtio)",
          lambda r, st: "journal_commit" in st and
          _has_sub(st, "fdatasync", "fsync")),
@@ -72,7 +74,9 @@ def stages():
          lambda r, st: _has_sub(st, "evhttp", "bufferevent", "evbuffer",
                                 "server_request_cb", "server_reply",
                                 "listener_")),
-        ("epoll_wait and the rest of the event loop",
+        ("ph-http: epoll_wait and the rest of its event loop",
+         lambda r, st: r == "http"),
+        ("main loop: epoll_wait and the rest of its event loop",
          lambda r, st: _has_sub(st, "epoll", "event_base_loop")),
     ]
 

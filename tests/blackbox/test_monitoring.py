@@ -230,7 +230,8 @@ def main():
         names = exported(svc)
         threads = thread_names(svc)
     r.check("payhook's threads carry the names docs/operations.md gives "
-            "them", {"ph-sync", "ph-checkpoint", "ph-bus"} <= set(threads),
+            "them", {"ph-http", "ph-sync", "ph-checkpoint", "ph-bus"} <=
+            set(threads),
             threads)
     r.check("the service exports payhook_* metrics",
             "payhook_head_seq" in names and "payhook_ready" in names,
