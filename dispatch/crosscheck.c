@@ -232,14 +232,18 @@ cc_answer_200(struct crosscheck *cc, struct cc_job *job,
 
 	if (verdict_from_json(job->event_type, job->body, job->body_len,
 	    a->body, a->body_len, &v, &which, reason) == 0) {
+		metric_inc(&cc->m_requests[CCO_200]);
 		cc_set_verdict(job, v.kind == VERDICT_CONFIRMED ? CCV_CONFIRMED :
 		    CCV_MISMATCH, v.mismatches, a);
 		return;
 	}
 	if (which == 'w') {	/* cannot happen for a validated row */
+		metric_inc(&cc->m_requests[CCO_200]);
 		cc_set_verdict(job, CCV_MISMATCH, "[\"resource\"]", a);
 		return;
 	}
+	/* A 200 whose body is no payment is a failed call, counted once
+	 * (as error), so PayhookCrossCheckFailing sees it. */
 	metric_inc(&cc->m_requests[CCO_ERROR]);
 	xsnprintf(why, sizeof why, "api 200: %s", reason);
 	cc_transient(cc, job, a, 0, why);
@@ -266,7 +270,6 @@ cc_decide(struct crosscheck *cc, struct cc_job *job,
 	if (st == 200 || st == 404)
 		cc_auth_ok(cc);
 	if (st == 200) {
-		metric_inc(&cc->m_requests[CCO_200]);
 		cc_answer_200(cc, job, a);
 	} else if (st == 404) {
 		metric_inc(&cc->m_requests[CCO_404]);
@@ -661,8 +664,10 @@ cc_register_metrics(struct crosscheck *cc)
 		    cc_verdict_labels[i], &cc->m_results[i]);
 	for (i = 0; i < CCO_N; i++)
 		metrics_counter("payhook_crosscheck_requests_total",
-		    "GET /v1/payments/{id} requests by outcome (auth: 401 or "
-		    "403).", cc_outcome_labels[i], &cc->m_requests[i]);
+		    "GET /v1/payments/{id} requests by outcome (200: a payment "
+		    "the verdict was taken from; auth: 401 or 403; error: no "
+		    "answer, another status, or a 200 that is no payment).",
+		    cc_outcome_labels[i], &cc->m_requests[i]);
 	cc->m_latency.bounds = cc_latency_bounds;
 	cc->m_latency.n = UTIL_ARRAY_LEN(cc_latency_bounds);
 	metrics_histogram("payhook_crosscheck_seconds",

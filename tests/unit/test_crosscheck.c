@@ -239,6 +239,41 @@ Test(crosscheck, disagreeing_api_is_a_mismatch_naming_fields)
 	ts_free(s);
 }
 
+/* A 200 that is no payment (an HTML error page from a proxy, say) is a
+ * failed call: counted once, as error, never also as 200, so the share of
+ * failing calls that PayhookCrossCheckFailing watches reaches 1. */
+Test(crosscheck, a_200_that_is_no_payment_counts_once_as_error)
+{
+	struct ts_server *s = ts_start(base, NULL, NULL);
+	struct crosscheck *cc;
+	struct journal_row *r;
+	char *text, want[128];
+	size_t len;
+
+	use_server(s);
+	s->mode = TS_BODY;
+	s->body = "<html><body>Service Unavailable</body></html>";
+	put_rows(1, 1, 5000);
+	cc = start();
+	ts_run_until(base, &s->requests, 2, 5000);
+	ts_run_until(base, NULL, 0, 300);	/* the answer is taken in */
+	r = row(1);
+	cr_expect_eq(r->state, JOURNAL_RECEIVED, "no verdict from such a 200");
+	cr_expect(r->check_attempts >= 2, "%d", r->check_attempts);
+	cr_expect(r->last_error != NULL && strstr(r->last_error, "api 200")
+	    != NULL, "%s", r->last_error ? r->last_error : "(none)");
+	text = metrics_render(&len);
+	xsnprintf(want, sizeof want, "payhook_crosscheck_requests_total{"
+	    "outcome=\"error\"} %d\n", r->check_attempts);
+	journal_rows_free(r, 1);
+	cr_expect(strstr(text, want) != NULL, "want %s in %s", want, text);
+	cr_expect(strstr(text, "payhook_crosscheck_requests_total{outcome="
+	    "\"200\"} 0\n") != NULL, "%s", text);
+	free(text);
+	crosscheck_free(cc);
+	ts_free(s);
+}
+
 Test(crosscheck, not_found_only_after_one_recheck)
 {
 	struct ts_server *s = ts_start(base, NULL, NULL);
