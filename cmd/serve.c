@@ -6,6 +6,7 @@
  * operator re-drove). Main thread. Configuration errors exit 2; a failed
  * fsync of the journal drains the same way and exits 3 (restart it).
  */
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <getopt.h>
@@ -36,6 +37,8 @@ extern char **environ;
 #define SERVE_PRUNE_MS		(60 * 60 * 1000)
 #define SERVE_DRAIN_MS		2000
 #define SERVE_EXIT_JOURNAL_LOST	3	/* a failed fsync: restart to recover */
+#define SERVE_FD_RESERVE	256	/* descriptors kept for all but the
+					   public listener's connections */
 
 struct serve {
 	struct config		*cfg;
@@ -327,6 +330,50 @@ serve_check_files(struct serve *sv)
 	}
 }
 
+/*
+ * Every connection takes a descriptor, and so do the journal's connections,
+ * its WAL and index, ZeroMQ, the API client and the admin listener. Out of
+ * descriptors, accept(2) fails, and so could the journal's next open. So
+ * the soft open-files limit is raised as far as max_connections needs (up
+ * to the hard limit, as redis and nginx do); when it cannot go that far,
+ * the connection cap comes down to what the limit leaves after the rest
+ * (accepting then pauses at the cap and clients wait in the kernel's
+ * queue), with a warning naming both numbers.
+ */
+static void
+serve_fd_budget(struct config *cfg)
+{
+	struct rlimit rl, nl;
+	rlim_t want = (rlim_t)cfg->max_connections + SERVE_FD_RESERVE;
+	int64_t cap;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= want)
+		return;
+	nl = rl;
+	nl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ?
+	    want : rl.rlim_max;
+	if (nl.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &nl) == 0) {
+		log_info("nofile_raised", "from=%llu to=%llu",
+		    (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)nl.rlim_cur);
+		rl = nl;
+	}
+	if (rl.rlim_cur >= want)
+		return;
+	cap = rl.rlim_cur > 2 * SERVE_FD_RESERVE ?
+	    (int64_t)rl.rlim_cur - SERVE_FD_RESERVE : (int64_t)rl.rlim_cur / 2;
+	if (cap < 1)
+		cap = 1;
+	log_warn("max_connections_lowered", "max_connections=%lld "
+	    "effective=%lld nofile=%llu hard=%llu note=\"raise the open-files "
+	    "limit (LimitNOFILE, ulimit -n) to at least %llu\"",
+	    (long long)cfg->max_connections, (long long)cap,
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+	    (unsigned long long)want);
+	cfg->max_connections = cap;
+}
+
 static void
 serve_start(struct serve *sv)
 {
@@ -351,6 +398,7 @@ serve_start(struct serve *sv)
 	event_config_free(ec);
 	if (sv->base == NULL)
 		fatalx(1, "cannot create the event loop");
+	serve_fd_budget(sv->cfg);
 	/* Bind first: a port in use is reported before anything else. */
 	if ((sv->server = server_new(sv->base, sv->cfg, sv->sig, &cause)) ==
 	    NULL)

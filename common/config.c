@@ -62,7 +62,10 @@ const struct config_entry config_table[] = {
 	{ "max_connections", CONFIG_INT, "1024", 1, 65536, NULL, 0,
 	  OFF(max_connections),
 	  "Concurrent connections on the public listener; further clients "
-	  "wait in the kernel's accept queue." },
+	  "wait in the kernel's accept queue. Needs that many open files and "
+	  "256 more: at start-up the soft limit is raised towards the hard "
+	  "one, and when that is not enough the cap is lowered, with a "
+	  "warning (max_connections_lowered)." },
 	{ "request_timeout", CONFIG_DURATION, "10s", SEC, 300 * SEC, NULL, 0,
 	  OFF(request_timeout_ms),
 	  "Time a client has to send a whole request (and the idle limit of "

@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -284,13 +285,60 @@ listener_backoff_cb(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(l->evl);
 }
 
+/*
+ * The evconnlistener's callback argument is evhttp's once it is bound
+ * (evhttp_bind_listener sets its own), so the error callback finds its
+ * listener here instead of casting that argument (which crashed payhook at
+ * the first accept(2) error, EMFILE say). Listeners are added and removed
+ * at start-up and shutdown; the lock covers lookups from any loop's thread.
+ */
+#define LISTENER_MAX	8
+static pthread_mutex_t	 listener_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct listener	*listener_all[LISTENER_MAX];
+
 static void
-listener_error_cb(struct evconnlistener *evl, void *arg)
+listener_register(struct listener *l, int add)
 {
-	struct listener *l = arg;
+	size_t i;
+
+	pthread_mutex_lock(&listener_all_lock);
+	for (i = 0; i < LISTENER_MAX; i++) {
+		if (add && listener_all[i] == NULL) {
+			listener_all[i] = l;
+			break;
+		}
+		if (!add && listener_all[i] == l)
+			listener_all[i] = NULL;
+	}
+	pthread_mutex_unlock(&listener_all_lock);
+	if (add && i == LISTENER_MAX)
+		abort();	/* payhook has two; tests a few more */
+}
+
+static struct listener *
+listener_of(const struct evconnlistener *evl)
+{
+	struct listener *l = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&listener_all_lock);
+	for (i = 0; i < LISTENER_MAX && l == NULL; i++) {
+		if (listener_all[i] != NULL && listener_all[i]->evl == evl)
+			l = listener_all[i];
+	}
+	pthread_mutex_unlock(&listener_all_lock);
+	return l;
+}
+
+static void
+listener_error_cb(struct evconnlistener *evl, void *unused)
+{
+	struct listener *l = listener_of(evl);
 	struct timeval tv = { 0, 100 * 1000 };
 	int err = EVUTIL_SOCKET_ERROR();
 
+	if (l == NULL)
+		abort();	/* a listener we never made */
 	/* EMFILE and friends: back off for a moment instead of spinning. */
 	metric_inc(&l->m_accept_errors);
 	log_error("accept_failed", "listen=%s error=\"%s\"", l->address,
@@ -341,6 +389,7 @@ listener_bind(struct listener *l, const char *addr, char **cause)
 		    strerror(errno));
 		return -1;
 	}
+	listener_register(l, 1);
 	evconnlistener_set_error_cb(l->evl, listener_error_cb);
 	if (getsockname(evconnlistener_get_fd(l->evl), (struct sockaddr *)&ss,
 	    &sslen) != 0) {
@@ -433,6 +482,7 @@ listener_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	listener_register(l, 0);
 	/* The evconnlistener belongs to evhttp once bound (evhttp_free). */
 	if (l->evl != NULL && !l->bound)
 		evconnlistener_free(l->evl);

@@ -550,6 +550,22 @@ def healthz(s):
         return repr(e)
 
 
+def preload(shim):
+    """LD_PRELOAD for a fault-injection shim (tests/fault). A sanitizer
+    build's runtime must come first in the library list, so it is named
+    before the shim."""
+    libs = [shim]
+    try:
+        out = subprocess.run(["ldd", BIN], stdout=subprocess.PIPE,
+                             timeout=10).stdout.decode()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    m = re.search(r"^\s*libasan\.so\S*\s+=>\s+(\S+)", out, re.M)
+    if m:
+        libs.insert(0, m.group(1))
+    return " ".join(libs)
+
+
 def quarantine_id(body):
     return "q-" + hashlib.sha256(body).hexdigest()
 

@@ -46,8 +46,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (BIN, SECRET, SLOW, Runner, Service,  # noqa: E402
                     ZmqConsumer, check_503, dispatch_endpoints,
-                    integrity_check, journal_ids, pay_id, readyz, sign,
-                    verify_against_journal, wait_for, webhook)
+                    integrity_check, journal_ids, pay_id, preload, readyz,
+                    sign, verify_against_journal, wait_for, webhook)
 import simharness  # noqa: E402
 import xcheck  # noqa: E402
 
@@ -59,21 +59,6 @@ _n = [0]
 def fresh_id():
     _n[0] += 1
     return pay_id(0xF500 + _n[0])
-
-
-def preload():
-    """LD_PRELOAD for the shim. A sanitizer build's runtime must come
-    first in the library list, so it is named before the shim."""
-    libs = [SHIM]
-    try:
-        out = subprocess.run(["ldd", BIN], stdout=subprocess.PIPE,
-                             timeout=10).stdout.decode()
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    m = re.search(r"^\s*libasan\.so\S*\s+=>\s+(\S+)", out, re.M)
-    if m:
-        libs.insert(0, m.group(1))
-    return " ".join(libs)
 
 
 def post(s, mid):
@@ -120,7 +105,7 @@ class FailingDisk:
     def __init__(self, extra=None, suffix=None, service=None, thread=None):
         self.s = service or Service(extra=extra)
         self.trigger = os.path.join(self.s.tmp, "fail-fsync-now")
-        self.s.env["LD_PRELOAD"] = preload()
+        self.s.env["LD_PRELOAD"] = preload(SHIM)
         self.s.env["PAYHOOK_FSYNCFAIL_TRIGGER"] = self.trigger
         if suffix:
             self.s.env["PAYHOOK_FSYNCFAIL_SUFFIX"] = suffix

@@ -3,7 +3,10 @@
 the real `payhook serve`: a slowloris client (one header byte every 0.5 s)
 and a slow body are cut off after request_timeout while normal clients keep
 being served; an idle kept-alive connection is closed after request_timeout;
-with max_connections = 8 a ninth client waits until one of the eight closes.
+with max_connections = 8 a ninth client waits until one of the eight closes;
+accept(2) failing with EMFILE (tests/fault/acceptfail.c) is counted, backed
+off and survived; an open-files limit too small for max_connections lowers
+the cap at start-up, with a warning, instead of running out of descriptors.
 Prints "limits: N passed, N failed"."""
 import os
 import socket
@@ -13,10 +16,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from phtest import (Runner, Service, metric, parse_http_responses,  # noqa
-                    pay_id, sign, signed_request_bytes, wait_for, webhook)
+                    pay_id, preload, sign, signed_request_bytes, wait_for,
+                    webhook)
 
 PATH = "/webhooks/govuk-pay"
 TIMEOUT = 2.0          # request_timeout configured below
+ACCEPTFAIL = os.environ.get("PAYHOOK_ACCEPTFAIL", "")
 _n = [0]
 
 
@@ -313,6 +318,131 @@ def t_max_connections(r):
         s.cleanup()
 
 
+def read_answer(sock, limit):
+    """The first HTTP response on sock within limit seconds, or None."""
+    sock.settimeout(limit)
+    buf = b""
+    try:
+        while not buf.endswith(b'"}'):
+            got = sock.recv(4096)
+            if not got:
+                break
+            buf += got
+    except socket.timeout:
+        pass
+    try:
+        resps = parse_http_responses(buf)
+    except ValueError:
+        return None
+    return resps[0] if resps else None
+
+
+def t_accept_errors(r):
+    """accept(2) fails with EMFILE on ph-http (the shim, while its trigger
+    exists): each failure is counted and backed off, the service stays up
+    (this crashed: the error callback read evhttp's memory as ours), and
+    the waiting client is served once accepting works again."""
+    if not ACCEPTFAIL or not os.path.exists(ACCEPTFAIL):
+        r.check("accept errors: shim built (PAYHOOK_ACCEPTFAIL)", False,
+                ACCEPTFAIL)
+        return
+    s = Service({"request_timeout": "20s"})
+    trigger = os.path.join(s.tmp, "acceptfail")
+    s.env.update({"LD_PRELOAD": preload(ACCEPTFAIL),
+                  "PAYHOOK_ACCEPTFAIL_TRIGGER": trigger,
+                  "PAYHOOK_ACCEPTFAIL_THREAD": "ph-http"})
+    c = None
+    try:
+        s.start()
+        r.check("accept errors: a webhook before", s.post(
+            webhook(fresh_id()))[0] == 200)
+        e0 = metric(s.metrics(), "payhook_http_accept_errors_total")
+        open(trigger, "w").close()
+        mid = fresh_id()
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        c.sendall(signed_request_bytes(webhook(mid)))
+        r.check("accept errors: failures counted and backed off", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_accept_errors_total")
+            - e0 >= 3, 5))
+        time.sleep(0.5)
+        n = metric(s.metrics(), "payhook_http_accept_errors_total") - e0
+        r.check("accept errors: at most ~10 a second (100 ms back-off)",
+                n <= 15, str(n))
+        r.check("accept errors: the service is still up", s.alive() and
+                s.admin("/healthz")[0] == 200)
+        r.check("accept errors: the client waits in the kernel's queue",
+                read_answer(c, 0.5) is None)
+        os.unlink(trigger)
+        t0 = time.monotonic()
+        resp = read_answer(c, 5)
+        took = time.monotonic() - t0
+        r.check("accept errors: served once accept works (%.2fs)" % took,
+                resp is not None and resp[0] == 200 and took < 2,
+                repr(resp))
+        r.check("accept errors: logged as accept_failed", any(
+            "event=accept_failed" in ln and "Too many open files" in ln
+            for ln in s.log_lines))
+    finally:
+        if c is not None:
+            c.close()
+        rc = s.stop()
+        r.check("accept errors: clean exit", rc == 0, str(rc))
+        s.cleanup()
+
+
+class LimitedService(Service):
+    """A service started under prlimit --nofile=N:N."""
+
+    def __init__(self, nofile, extra=None):
+        super().__init__(extra)
+        self.nofile = nofile
+
+    def command(self):
+        return ["prlimit", "--nofile=%d:%d" % (self.nofile, self.nofile),
+                "--"] + super().command()
+
+
+def t_nofile_budget(r):
+    """With 300 open files (hard limit too) the default max_connections
+    (1024) cannot be kept: the cap comes down to 150 with a warning, and
+    the 151st client waits instead of taking a descriptor the journal
+    needs."""
+    s = LimitedService(300, {"request_timeout": "20s"})
+    idle = []
+    try:
+        s.start()
+        line = [ln for ln in s.log_lines if "max_connections_lowered" in ln]
+        r.check("nofile: warning names both numbers", line and
+                "max_connections=1024" in line[0] and "effective=150" in
+                line[0] and "nofile=300" in line[0], repr(line))
+        for _ in range(160):
+            idle.append(socket.create_connection(("127.0.0.1", s.port),
+                                                 timeout=5))
+        r.check("nofile: 150 connections active, no more", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_connections_active")
+            == 150, 5), str(metric(s.metrics(),
+                                   "payhook_http_connections_active")))
+        r.check("nofile: accepting paused at the lowered cap",
+                metric(s.metrics(), "payhook_http_accept_paused_total") >= 1)
+        r.check("nofile: no accept error", metric(
+            s.metrics(), "payhook_http_accept_errors_total") == 0)
+        for c in idle:
+            c.close()
+        idle = []
+        r.check("nofile: a webhook is stored afterwards", wait_for(
+            lambda: metric(s.metrics(), "payhook_http_connections_active")
+            == 0, 5) and s.post(webhook(fresh_id()))[0] == 200)
+        r.check("nofile: no error logged", not any(
+            "level=error" in ln for ln in s.log_lines), "\n".join(
+                ln for ln in s.log_lines if "level=error" in ln))
+    finally:
+        for c in idle:
+            c.close()
+        rc = s.stop()
+        r.check("nofile: clean exit", rc == 0, str(rc))
+        s.cleanup()
+
+
 def main():
     r = Runner("limits")
     s = Service({"request_timeout": "2s"})
@@ -324,6 +454,8 @@ def main():
     finally:
         s.cleanup()
     r.run(t_max_connections)
+    r.run(t_accept_errors)
+    r.run(t_nofile_budget)
     r.done()
 
 
