@@ -128,16 +128,28 @@ listener_table_del(struct listener *l, const struct listener_conn *c)
 	}
 }
 
+/*
+ * The deadline runs while payhook waits for a request: from the accept,
+ * and again from each answer written, to the request read whole. It is
+ * stopped while payhook works on a request (listener_request_done), so a
+ * slow disk never cuts off an answer that is coming. When it fires, the
+ * connection is closed; it counts as a deadline only if part of a request
+ * had arrived (a slow client), not when the connection was idle.
+ */
 static void
 listener_deadline_cb(evutil_socket_t unused, short what, void *arg)
 {
 	struct listener_conn *c = arg;
 	evutil_socket_t fd;
+	int partial;
 
+	partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+	if (partial)
+		metric_inc(&c->l->m_timed_out);
 	/* evhttp sees EOF/error and frees the connection the normal way. */
-	metric_inc(&c->l->m_timed_out);
 	if ((fd = bufferevent_getfd(c->bev)) >= 0) {
-		log_debug("connection_deadline", "fd=%d", (int)fd);
+		log_debug("connection_deadline", "fd=%d partial=%d", (int)fd,
+		    partial);
 		shutdown(fd, SHUT_RDWR);
 	}
 }
@@ -431,8 +443,10 @@ listener_register_metrics(struct listener *l)
 	    "Connections open on the public listener.", NULL,
 	    listener_active_gauge, l);
 	metrics_counter("payhook_http_connection_deadlines_total",
-	    "Connections closed because a request did not arrive whole "
-	    "within request_timeout.", NULL, &l->m_timed_out);
+	    "Connections closed because a request had begun to arrive but "
+	    "was not whole within request_timeout (slow clients; idle "
+	    "connections are closed at the same limit, uncounted).", NULL,
+	    &l->m_timed_out);
 	metrics_counter("payhook_http_accept_paused_total",
 	    "Times accepting paused at max_connections.", NULL, &l->m_paused);
 	metrics_counter("payhook_http_accept_errors_total",
@@ -492,18 +506,37 @@ listener_free(struct listener *l)
 	free(l);
 }
 
-void
-listener_request_done(struct listener *l, struct evhttp_request *req)
+static struct listener_conn *
+listener_conn_of(struct listener *l, struct evhttp_request *req)
 {
 	struct evhttp_connection *evcon;
-	struct listener_conn *c;
 	struct bufferevent *bev;
 
 	if ((evcon = evhttp_request_get_connection(req)) == NULL ||
-	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL ||
-	    (c = listener_table_get(l, bev)) == NULL)
+	    (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
+		return NULL;	/* the client left: evhttp detached req */
+	return listener_table_get(l, bev);
+}
+
+/* The answer is written: the connection waits for its next request. */
+static void
+listener_answered_cb(struct evhttp_request *req, void *arg)
+{
+	struct listener_conn *c = listener_conn_of(arg, req);
+
+	if (c != NULL)
+		evtimer_add(c->deadline, &c->l->timeout);
+}
+
+void
+listener_request_done(struct listener *l, struct evhttp_request *req)
+{
+	struct listener_conn *c;
+
+	if ((c = listener_conn_of(l, req)) == NULL)
 		return;
-	evtimer_add(c->deadline, &l->timeout);
+	evtimer_del(c->deadline);
+	evhttp_request_set_on_complete_cb(req, listener_answered_cb, l);
 }
 
 void

@@ -32,7 +32,8 @@ struct listener_config {
 struct listener *listener_new(struct event_base *, struct evhttp *,
 	    const struct listener_config *, char **cause);
 void	listener_free(struct listener *);
-/* A whole request arrived on req's connection: restart its deadline. */
+/* A whole request arrived on req's connection: stop its deadline until
+ * the answer is written (then it restarts for the next request). */
 void	listener_request_done(struct listener *, struct evhttp_request *);
 /* Stop accepting for good (shutdown). */
 void	listener_close(struct listener *);

@@ -9,7 +9,9 @@
  * name fail (payhook names its threads: "ph-sync" is the WAL syncer), so a
  * test can choose which of payhook's fsyncs sees the failure first. Linux
  * keeps 15 characters of a thread's name: a longer value never matches.
- * Everything else is passed through.
+ * With PAYHOOK_FSYNCFAIL_DELAY_MS set the same calls do not fail: they
+ * take that much longer, as on a stalling disk, and then sync. Everything
+ * else is passed through.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int
@@ -57,9 +60,19 @@ fsyncfail_now(int fd)
 static int
 fsyncfail_call(int fd, const char *name, int (**real)(int))
 {
+	const char *delay = getenv("PAYHOOK_FSYNCFAIL_DELAY_MS");
+
 	if (fsyncfail_now(fd)) {
-		errno = EIO;
-		return -1;
+		if (delay == NULL || *delay == '\0') {
+			errno = EIO;
+			return -1;
+		}
+		unsigned long ms = strtoul(delay, NULL, 10);
+		struct timespec ts = { (time_t)(ms / 1000),
+		    (long)(ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
 	}
 	if (*real == NULL)
 		*(void **)real = dlsym(RTLD_NEXT, name);
