@@ -238,6 +238,8 @@ listener_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	    head[11] > '9')
 		return;
 	code = (head[9] - '0') * 100 + (head[10] - '0') * 10 + head[11] - '0';
+	if (code < 200)
+		return;	/* 100 Continue comes before the request's answer */
 	l->status_fn(l->status_arg, code);
 }
 

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -582,6 +583,42 @@ def t_keep_alive(r, s):
                      3))
 
 
+def t_expect_continue(r, s):
+    """A client that sends Expect: 100-continue and waits for the interim
+    answer before its body (.NET's HttpWebRequest does) gets 100 then 200;
+    the request is counted once, as 200 (the 100 was counted as "other")."""
+    before = s.metrics()
+    mid = mk(850)
+    body = webhook(mid)
+    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+            "application/json\r\nPay-Signature: %s\r\nExpect: "
+            "100-continue\r\nContent-Length: %d\r\nConnection: close"
+            "\r\n\r\n" % (PATH, sign(body), len(body))).encode()
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        c.sendall(head)
+        interim = c.recv(4096)
+        c.sendall(body)
+        buf = b""
+        while True:
+            got = c.recv(4096)
+            if not got:
+                break
+            buf += got
+    finally:
+        c.close()
+    r.check("100-continue: interim 100 first", interim.startswith(
+        b"HTTP/1.1 100 "), repr(interim[:40]))
+    resps = parse_http_responses(buf)
+    r.check("100-continue: then 200 accepted", resps and resps[0][0] == 200
+            and resps[0][2] == b'{"status":"accepted"}', repr(buf[:200]))
+    expect_deltas(r, "100-continue", before, s.metrics(), {
+        req_status(200): 1,
+        metric_key("payhook_webhooks_total", result="accepted"): 1,
+        metric_key("payhook_signature_valid_total", secret="1"): 1,
+        metric_key("payhook_journal_commit_seconds_count"): 1})
+
+
 def t_journal_locked_503(r, s):
     """Journal cannot commit: 503 + Retry-After, nothing stored, recovers."""
     path = os.path.join(s.state_dir, "journal.db")
@@ -767,7 +804,8 @@ def main():
                    t_not_found):
             r.run(fn, s)
         r.run(t_too_large, s, 65536)
-        for fn in (t_keep_alive, t_journal_locked_503, t_no_echo):
+        for fn in (t_keep_alive, t_expect_continue, t_journal_locked_503,
+                   t_no_echo):
             r.run(fn, s)
         r.check("service alive after all cases", s.alive())
         try:
