@@ -177,12 +177,16 @@ serve_prune_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(sv->prune, &tv);
 }
 
-/* Webhooks were committed: new rows to check, quarantined ones to alert. */
+/* Webhooks were committed: new rows to check, quarantined ones to alert.
+ * With cross_check = off the accepted ones were stored with verdict
+ * skipped at the door: they count as such verdicts. */
 static void
-serve_committed_cb(void *arg, int rows)
+serve_committed_cb(void *arg, int accepted, int quarantined)
 {
 	struct serve *sv = arg;
 
+	if (!sv->cfg->cross_check)
+		crosscheck_count_skipped(sv->crosscheck, accepted);
 	crosscheck_wake(sv->crosscheck);
 	publisher_wake(sv->publisher);
 }

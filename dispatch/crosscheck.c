@@ -774,6 +774,13 @@ crosscheck_wake(struct crosscheck *cc)
 		cc_arm(cc, 0);	/* the pump checks capacity and pauses */
 }
 
+void
+crosscheck_count_skipped(struct crosscheck *cc, int n)
+{
+	if (cc != NULL && n > 0)
+		metric_add(&cc->m_results[CCV_SKIPPED], (uint64_t)n);
+}
+
 int
 crosscheck_ready(void *arg, const char **why)
 {

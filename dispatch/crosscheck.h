@@ -22,6 +22,9 @@ struct crosscheck *crosscheck_new(struct event_base *, const struct config *,
 void	crosscheck_free(struct crosscheck *);
 /* New rows were committed: look for due work now. */
 void	crosscheck_wake(struct crosscheck *);
+/* n webhooks were stored with verdict skipped at the door (cross_check =
+ * off): count them in payhook_crosscheck_results_total. Main thread. */
+void	crosscheck_count_skipped(struct crosscheck *, int n);
 /* For /readyz: 0 with a reason while the API key is being rejected. */
 int	crosscheck_ready(void *crosscheck, const char **why);
 

@@ -420,24 +420,24 @@ server_answer(struct server *s, const struct server_pending *p)
 		    p->payment_id, p->event_type, p->secret);
 }
 
-/* Answer every webhook of b and recycle it; returns the new rows. */
-static int
-server_finish_batch(struct server *s, struct server_batch *b)
+/* Answer every webhook of b and recycle it; counts the new rows into
+ * fresh[0] (accepted) and fresh[1] (quarantined). */
+static void
+server_finish_batch(struct server *s, struct server_batch *b, int fresh[2])
 {
 	size_t i;
-	int fresh = 0;
 
 	for (i = 0; i < b->n; i++) {
 		if (b->failed)
 			b->p[i].outcome = SERVER_FAILED;
-		if (b->p[i].outcome == SERVER_ACCEPTED ||
-		    b->p[i].outcome == SERVER_QUARANTINED)
-			fresh++;
+		if (b->p[i].outcome == SERVER_ACCEPTED)
+			fresh[0]++;
+		else if (b->p[i].outcome == SERVER_QUARANTINED)
+			fresh[1]++;
 		server_answer(s, &b->p[i]);
 	}
 	b->n = 0;
 	TAILQ_INSERT_HEAD(&s->spare, b, entry);
-	return fresh;
 }
 
 void
@@ -445,7 +445,7 @@ server_release(struct server *s)
 {
 	struct server_batch *b;
 	uint64_t synced, failed;
-	int fresh = 0;
+	int fresh[2] = { 0, 0 };
 
 	synced = journal_synced(s->journal, &failed);
 	while ((b = TAILQ_FIRST(&s->waiting)) != NULL) {
@@ -463,10 +463,11 @@ server_release(struct server *s)
 			atomic_store(&s->journal_ok, 0);
 		else if (!atomic_exchange(&s->journal_ok, 1))
 			log_info("journal_recovered", NULL);
-		fresh += server_finish_batch(s, b);
+		server_finish_batch(s, b, fresh);
 	}
-	if (fresh > 0) {
-		atomic_fetch_add(&s->fresh, (uint64_t)fresh);
+	if (fresh[0] + fresh[1] > 0) {
+		atomic_fetch_add(&s->fresh_ok, (uint64_t)fresh[0]);
+		atomic_fetch_add(&s->fresh_q, (uint64_t)fresh[1]);
 		event_active(s->fresh_ev, EV_TIMEOUT, 0);
 	}
 }

@@ -18,8 +18,9 @@ struct journal;
 struct signature;
 struct server;
 
-/* Called after a commit that stored new rows (the pipeline's wake-up). */
-typedef void (*server_commit_fn)(void *arg, int new_rows);
+/* Called once new rows are durable (the pipeline's wake-up): accepted
+ * webhooks and quarantined bodies. */
+typedef void (*server_commit_fn)(void *arg, int accepted, int quarantined);
 /* The journal can no longer make anything durable (a failed fsync): the
  * process must stop and be restarted. Called once, on the loop. */
 typedef void (*server_fatal_fn)(void *arg, const char *why);

@@ -124,7 +124,8 @@ struct server {
 	/* Either thread. */
 	_Atomic int		 shutting_down;
 	_Atomic int		 journal_ok;	/* the last batch answered */
-	_Atomic uint64_t	 fresh;		/* durable new rows, untold */
+	_Atomic uint64_t	 fresh_ok;	/* durable new rows, untold: */
+	_Atomic uint64_t	 fresh_q;	/* accepted, quarantined */
 
 	struct metric_counter	 m_status[10];
 	struct metric_counter	 m_webhooks[3];

@@ -191,11 +191,12 @@ static void
 server_fresh_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	uint64_t n = atomic_exchange(&s->fresh, 0);
+	uint64_t ok = atomic_exchange(&s->fresh_ok, 0);
+	uint64_t q = atomic_exchange(&s->fresh_q, 0);
 
-	if (n > 0 && s->commit_cb != NULL)
-		s->commit_cb(s->commit_arg, n > INT32_MAX ? INT32_MAX :
-		    (int)n);
+	if (ok + q > 0 && s->commit_cb != NULL)
+		s->commit_cb(s->commit_arg, ok > INT32_MAX ? INT32_MAX :
+		    (int)ok, q > INT32_MAX ? INT32_MAX : (int)q);
 }
 
 int

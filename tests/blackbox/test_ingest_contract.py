@@ -254,6 +254,13 @@ def t_accepted(r, s):
         r.check("accepted: raw body stored byte for byte",
                 bytes(blob) == body)
         r.check("accepted: no quarantine reason", qr is None)
+    # cross_check = off: the verdict (skipped) is decided at the door and
+    # counted once the row is durable (it was never counted)
+    skipped = metric_key("payhook_crosscheck_results_total",
+                         verdict="skipped")
+    r.check("accepted: counted as verdict skipped", wait_for(
+        lambda: metrics_delta(before, s.metrics()).get(skipped) == 1, 3),
+        repr(metrics_delta(before, s.metrics()).get(skipped)))
     r.check("accepted: journal_rows gauge follows",
             wait_for(lambda: sum(metric(s.metrics(), "payhook_journal_rows",
                                         state=x) for x in PIPELINE_STATES)
