@@ -46,8 +46,10 @@ static const char *server_status_labels[] = { "status=\"200\"",
 _Static_assert(SERVER_NSTATUS == UTIL_ARRAY_LEN(((struct server *)0)->m_status),
     "m_status has a counter per status");
 
+/* To 10 s: a stalling disk is what these two histograms are looked at for
+ * (PayhookSlowReplies' runbook), and a top bucket of 1 s hid how long. */
 static const double server_commit_bounds[] = { 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1 };
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 5, 10 };
 static const double server_batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128,
     256 };
 /* GOV.UK Pay gives up on an attempt after 3 s (and retries 60 s later). */

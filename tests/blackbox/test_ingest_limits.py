@@ -433,7 +433,12 @@ def t_slow_disk(r):
                 "(%s s)" % idle, resp is not None and resp[0] == 200 and
                 idle is not None and 0.7 <= idle <= 2.0, repr(resp))
         os.unlink(trigger)
-        d1 = metric(s.metrics(), "payhook_http_connection_deadlines_total")
+        m = s.metrics()
+        slow = (metric(m, "payhook_journal_fsync_seconds_bucket", le="2.5") -
+                metric(m, "payhook_journal_fsync_seconds_bucket", le="1"))
+        r.check("slow disk: the fsync histogram places 1.5 s fsyncs "
+                "between its 1 s and 2.5 s buckets", slow >= 2, str(slow))
+        d1 = metric(m, "payhook_http_connection_deadlines_total")
         r.check("slow disk: no connection counted as a slow client",
                 d1 == d0, "%s -> %s" % (d0, d1))
     finally:
