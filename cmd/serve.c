@@ -301,8 +301,8 @@ serve_register_metrics(struct serve *sv)
 	metrics_gauge("payhook_journal_wal_bytes", "Size of the journal's "
 	    "write-ahead log file (kept bounded by forced restarts).", NULL,
 	    serve_gauge_wal_bytes, sv);
-	metrics_gauge("payhook_journal_wal_restarts", "Times the WAL was "
-	    "forced to start over under a steady load (cumulative).", NULL,
+	metrics_counter_fn("payhook_journal_wal_restarts_total", "Times the "
+	    "WAL was forced to start over under a steady load.", NULL,
 	    serve_gauge_wal_restarts, sv);
 }
 

@@ -12,7 +12,8 @@
 
 #define METRICS_MAX 192
 
-enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
+enum metrics_kind { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM,
+    METRICS_COUNTER_FN };
 
 struct metrics_entry {
 	const char		*name;
@@ -87,6 +88,17 @@ metrics_gauge(const char *name, const char *help, const char *labels,
 }
 
 void
+metrics_counter_fn(const char *name, const char *help, const char *labels,
+    metrics_gauge_fn fn, void *arg)
+{
+	struct metrics_entry *e;
+
+	e = metrics_add(name, help, labels, METRICS_COUNTER_FN);
+	e->fn = fn;
+	e->arg = arg;
+}
+
+void
 metrics_histogram(const char *name, const char *help,
     struct metric_histogram *h)
 {
@@ -128,7 +140,8 @@ metrics_render_histogram(FILE *f, const struct metrics_entry *e)
 char *
 metrics_render(size_t *len)
 {
-	static const char *types[] = { "counter", "gauge", "histogram" };
+	static const char *types[] = { "counter", "gauge", "histogram",
+	    "counter" };
 	const struct metrics_entry *e;
 	char *buf = NULL;
 	size_t i, size = 0;
@@ -149,6 +162,7 @@ metrics_render(size_t *len)
 			    (unsigned long long)metric_get(e->counter));
 			break;
 		case METRICS_GAUGE:
+		case METRICS_COUNTER_FN:
 			fprintf(f, "%s%s%s%s %.17g\n", e->name,
 			    e->labels ? "{" : "", e->labels ? e->labels : "",
 			    e->labels ? "}" : "", e->fn(e->arg));

@@ -59,6 +59,10 @@ void	metrics_counter(const char *name, const char *help, const char *labels,
 	    struct metric_counter *);
 void	metrics_gauge(const char *name, const char *help, const char *labels,
 	    metrics_gauge_fn, void *arg);
+/* A counter whose value fn reads (as a gauge's) from a count kept
+ * elsewhere; it must never go down. */
+void	metrics_counter_fn(const char *name, const char *help,
+	    const char *labels, metrics_gauge_fn, void *arg);
 void	metrics_histogram(const char *name, const char *help,
 	    struct metric_histogram *);
 /* Render every registered sample; the caller frees the string. */

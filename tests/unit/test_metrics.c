@@ -23,6 +23,8 @@ Test(metrics, renders_families_once_with_help_and_type)
 	metrics_counter("t_requests_total", "Requests.", "status=\"200\"", &a);
 	metrics_counter("t_requests_total", "Requests.", "status=\"401\"", &b);
 	metrics_gauge("t_rows", "Rows.", NULL, gauge_seven, NULL);
+	metrics_counter_fn("t_restarts_total", "Restarts.", NULL, gauge_seven,
+	    NULL);
 	metrics_histogram("t_latency_seconds", "Latency.", &h);
 	metric_add(&a, 3);
 	metric_inc(&b);
@@ -36,6 +38,8 @@ Test(metrics, renders_families_once_with_help_and_type)
 	    "t_requests_total{status=\"200\"} 3\n"
 	    "t_requests_total{status=\"401\"} 1\n"), "%s", text);
 	cr_expect_not_null(strstr(text, "# TYPE t_rows gauge\nt_rows 7\n"));
+	cr_expect_not_null(strstr(text, "# TYPE t_restarts_total counter\n"
+	    "t_restarts_total 7\n"), "%s", text);
 	cr_expect_not_null(strstr(text,
 	    "t_latency_seconds_bucket{le=\"0.001\"} 1\n"
 	    "t_latency_seconds_bucket{le=\"0.01\"} 2\n"
