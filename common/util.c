@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,26 @@ void
 util_thread_name(const char *name)
 {
 	(void)pthread_setname_np(pthread_self(), name);
+}
+
+int
+util_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	static const int faults[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+	    SIGTRAP, SIGABRT, SIGSYS };
+	sigset_t async, old;
+	size_t i;
+	int error;
+
+	/* A blocked fault signal is not reported: the kernel kills the
+	 * process with its default action, and no handler runs. */
+	sigfillset(&async);
+	for (i = 0; i < UTIL_ARRAY_LEN(faults); i++)
+		sigdelset(&async, faults[i]);
+	pthread_sigmask(SIG_BLOCK, &async, &old);
+	error = pthread_create(thread, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return error;
 }
 
 /*

@@ -6,6 +6,7 @@
 #ifndef PAYHOOK_UTIL_H
 #define PAYHOOK_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,12 @@ int64_t	util_mono_ns(void);
 /* Name the calling thread (at most 15 characters), as ps -L, top -H,
  * perf and gdb show it; best effort. */
 void	util_thread_name(const char *name);
+/* pthread_create with the process's asynchronous signals (SIGTERM, SIGINT,
+ * SIGHUP, SIGPIPE, ...) blocked in the new thread, so they reach the main
+ * loop; faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, ...) stay
+ * unblocked, so a crash on any thread is reported (ASan, core dump)
+ * rather than killing the process silently. Returns pthread_create's. */
+int	util_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
 /* "2026-11-21T10:00:00.000Z" into buf (at least 25 bytes). */
 void	util_format_time_ms(int64_t ms, char *buf, size_t len);
 /* Parse RFC 3339 UTC "YYYY-MM-DDThh:mm:ss[.fff...]Z"; 0 or -1. */

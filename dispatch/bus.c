@@ -494,7 +494,7 @@ bus_new(const struct bus_config *bc, char **cause)
 		bus_destroy(b);
 		return NULL;
 	}
-	if (pthread_create(&b->thread, NULL, bus_main, b) != 0) {
+	if (util_thread_start(&b->thread, bus_main, b) != 0) {
 		*cause = xstrdup("cannot start the bus thread");
 		bus_destroy(b);
 		return NULL;

@@ -299,7 +299,6 @@ int
 journal_start_checkpointer(struct journal *j, char **cause)
 {
 	pthread_condattr_t attr;
-	sigset_t all, old;
 	int error;
 
 	if ((error = pthread_condattr_init(&attr)) == 0) {
@@ -319,11 +318,7 @@ journal_start_checkpointer(struct journal *j, char **cause)
 	}
 	j->sync_inited = 1;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	error = pthread_create(&j->ckpt_thread, NULL, journal_checkpoint_main,
-	    j);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	error = util_thread_start(&j->ckpt_thread, journal_checkpoint_main, j);
 	if (error != 0) {
 		*cause = xasprintf("checkpointer thread: %s", strerror(error));
 		return -1;

@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +149,6 @@ int
 journal_syncer_start(struct journal *j, char **cause)
 {
 	struct journal_syncer *sy;
-	sigset_t all, old;
 	int error;
 
 	sy = xcalloc(1, sizeof *sy);
@@ -164,11 +162,8 @@ journal_syncer_start(struct journal *j, char **cause)
 		free(sy);
 		return -1;
 	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	error = pthread_create(&sy->thread, NULL, journal_sync_main, sy);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (error != 0) {
+	if ((error = util_thread_start(&sy->thread, journal_sync_main, sy)) !=
+	    0) {
 		*cause = xasprintf("syncer thread: %s", strerror(error));
 		pthread_cond_destroy(&sy->cond);
 		pthread_mutex_destroy(&sy->lock);

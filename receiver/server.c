@@ -7,7 +7,6 @@
  * HTTP work and the journal's run on two cores side by side. Never echoes
  * a body, signature or secret; never touches the journal's connection.
  */
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <stdlib.h>
@@ -685,15 +684,10 @@ fail:
 int
 server_start(struct server *s, char **cause)
 {
-	sigset_t all, old;
 	int rc;
 
-	/* Signals are the main loop's: ph-http blocks them all. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&s->thread, NULL, server_thread, s);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
+	/* Signals are the main loop's (faults excepted: util.h). */
+	if ((rc = util_thread_start(&s->thread, server_thread, s)) != 0) {
 		*cause = xasprintf("cannot start the listener thread: %s",
 		    strerror(rc));
 		return -1;
