@@ -111,7 +111,8 @@ void	journal_sync_listen(struct journal *, journal_sync_fn, void *arg);
  * of the write lock it held to start the WAL over: a group commit that met
  * that lock can go again at once rather than after its retry timer. */
 void	journal_lock_listen(struct journal *, journal_sync_fn, void *arg);
-/* Record every WAL fdatasync's latency in h (may be NULL). */
+/* Record every WAL fdatasync's latency in h (may be NULL); once it returns,
+ * the histogram given before is no longer touched. */
 void	journal_sync_histogram(struct journal *, struct metric_histogram *h);
 int	journal_commit_deferred(struct journal *, uint64_t *ticket,
 	    char **cause);

@@ -88,7 +88,7 @@ journal_sync_main(void *arg)
 {
 	struct journal_syncer *sy = arg;
 	uint64_t target, done;
-	int64_t t0;
+	int64_t t0, took;
 	int fd, ok;
 
 	util_thread_name("ph-sync");
@@ -116,15 +116,14 @@ journal_sync_main(void *arg)
 		 * PostgreSQL does since 2018); the service restarts and
 		 * recovers (journal_recover_wal).
 		 */
+		took = -1;
 		if (journal_lost(sy->j) != NULL)
 			atomic_store(&sy->failed, target);
 		else {
 			t0 = util_mono_ns();
 			fd = journal_sync_fd(sy);
 			ok = fd >= 0 && fdatasync(fd) == 0;
-			if (sy->latency != NULL)
-				metric_observe(sy->latency,
-				    (uint64_t)(util_mono_ns() - t0));
+			took = util_mono_ns() - t0;
 			if (!ok) {
 				log_error("journal_fsync_failed", "path=%s "
 				    "error=\"%s\"", sy->wal_path,
@@ -138,6 +137,10 @@ journal_sync_main(void *arg)
 				atomic_store(&sy->failed, target);
 		}
 		pthread_mutex_lock(&sy->lock);
+		/* Under the lock: journal_sync_histogram(NULL) then means no
+		 * later use of the histogram (its owner may free it). */
+		if (took >= 0 && sy->latency != NULL)
+			metric_observe(sy->latency, (uint64_t)took);
 		pthread_cond_broadcast(&sy->cond);
 		journal_sync_call_listeners(sy);
 	}

@@ -32,6 +32,7 @@
 #include "receiver/webhook.h"
 
 #define SERVER_RETRY_AFTER	"5"
+#define SERVER_LEAVE_GRACE_MS	50	/* stopping: answers reach sockets */
 
 /* Statuses counted by payhook_http_requests_total (anything else: other). */
 static const int server_statuses[] = { 200, 400, 401, 404, 405, 413, 415,
@@ -457,7 +458,10 @@ server_release(struct server *s)
 		 * report the next fsync clean: never claim those rows. */
 		if (!b->failed && b->ticket <= failed) {
 			b->failed = 1;
-			metric_inc(&s->m_commit_failed);
+			/* Once per group commit: its batches share a ticket. */
+			if (b->ticket != s->failed_counted)
+				metric_inc(&s->m_commit_failed);
+			s->failed_counted = b->ticket;
 		}
 		/* Ready or not follows the last batch answered. */
 		if (b->failed)
@@ -508,22 +512,37 @@ server_back_cb(evutil_socket_t fd, short what, void *arg)
 	server_release(s);
 }
 
-/* server_shutdown: accept no more. server_free: also leave the loop, once
- * the open batch is handed over. */
+/*
+ * server_shutdown: accept no more. server_free, in two steps: hand the
+ * open batch over (later requests are answered 503), then, once the main
+ * thread has stored and synced everything, answer it and leave the loop
+ * after a moment for the answers to reach the sockets.
+ */
 static void
 server_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
+	struct timeval grace = { 0, SERVER_LEAVE_GRACE_MS * 1000 };
 	int quit;
 
 	listener_close(s->listener);
 	pthread_mutex_lock(&s->lock);
 	quit = s->quit;
 	pthread_mutex_unlock(&s->lock);
-	if (!quit)
-		return;
-	server_hand_over(s);
-	event_base_loopexit(s->hbase, NULL);
+	switch (quit) {
+	case SERVER_QUIT_HAND:
+		server_hand_over(s);
+		pthread_mutex_lock(&s->lock);
+		s->handed_over = 1;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		break;
+	case SERVER_QUIT_LEAVE:
+		server_back_cb(-1, 0, s);
+		event_base_loopexit(s->hbase, listener_connections(
+		    s->listener) > 0 ? &grace : NULL);
+		break;
+	}
 }
 
 static void *
@@ -644,6 +663,7 @@ server_new(struct event_base *base, const struct config *cfg,
 	TAILQ_INIT(&s->to_store);
 	TAILQ_INIT(&s->stored);
 	if (pthread_mutex_init(&s->lock, NULL) != 0 ||
+	    pthread_cond_init(&s->cond, NULL) != 0 ||
 	    (s->hbase = server_loop_new()) == NULL ||
 	    server_store_init(s) != 0 ||
 	    (s->reply = evbuffer_new()) == NULL ||
@@ -696,16 +716,39 @@ server_start(struct server *s, char **cause)
 	return 0;
 }
 
-/* Tell ph-http to hand over its open batch and leave its loop; wait. */
+static void
+server_tell(struct server *s, int step)
+{
+	pthread_mutex_lock(&s->lock);
+	s->quit = step;
+	pthread_mutex_unlock(&s->lock);
+	event_active(s->stop_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Stop ph-http with nothing owed: it hands over its open batch, this
+ * thread stores everything handed over and waits until it is durable,
+ * then ph-http answers it all and leaves (the answers used to be written
+ * after ph-http had stopped, into connections about to be freed, so
+ * whatever was still in flight when the drain gave up went unanswered,
+ * though stored: the sender's retry then got "duplicate").
+ */
 static void
 server_stop_thread(struct server *s)
 {
 	if (!s->started)
 		return;
+	server_tell(s, SERVER_QUIT_HAND);
 	pthread_mutex_lock(&s->lock);
-	s->quit = 1;
+	while (!s->handed_over)
+		pthread_cond_wait(&s->cond, &s->lock);
 	pthread_mutex_unlock(&s->lock);
-	event_active(s->stop_ev, EV_TIMEOUT, 0);
+	if (s->journal != NULL) {
+		server_store_run(s);
+		/* Every commit before it is durable (or failed) then too. */
+		journal_sync_wait(s->journal, s->last_ticket);
+	}
+	server_tell(s, SERVER_QUIT_LEAVE);
 	pthread_join(s->thread, NULL);
 	s->started = 0;
 }
@@ -719,13 +762,14 @@ server_free(struct server *s)
 		return;
 	s->commit_cb = NULL;	/* the pipeline is stopping too */
 	s->freeing = 1;
+	atomic_store(&s->shutting_down, 1);	/* new requests: 503 */
+	server_stop_thread(s);
+	/* From here on this thread is the only one. */
 	if (s->journal != NULL) {
 		journal_sync_listen(s->journal, NULL, s);
 		journal_lock_listen(s->journal, NULL, NULL);
 		journal_sync_histogram(s->journal, NULL);
 	}
-	/* From here on this thread is the only one. */
-	server_stop_thread(s);
 	server_hand_over(s);
 	if (s->journal != NULL) {
 		server_store_run(s);
@@ -757,6 +801,7 @@ server_free(struct server *s)
 	if (s->hbase != NULL)
 		event_base_free(s->hbase);
 	webhook_parser_free(s->parser);
+	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

@@ -63,7 +63,7 @@ struct server_pending {
 struct server_batch {
 	struct server_pending	*p;
 	size_t			 n, cap;
-	int64_t			 first_ms;	/* read (monotonic) */
+	int64_t			 first_ms;	/* opened (monotonic) */
 	uint64_t		 ticket;	/* journal sync ticket */
 	int			 failed;	/* not stored: answer 503 */
 	TAILQ_ENTRY(server_batch) entry;
@@ -88,6 +88,8 @@ struct server {
 	struct event		*fresh_ev;	/* new rows became durable */
 	struct server_batches	 pending;	/* taken over, not yet stored */
 	int			 busy_wait;	/* pending waits on retry_ev */
+	int64_t			 busy_since_ms;	/* first busy try of pending */
+	uint64_t		 last_ticket;	/* of the last commit */
 	int			 freeing;	/* server_free: no more retries */
 	int			 lost;		/* fatal_cb ran */
 	server_commit_fn	 commit_cb;
@@ -114,12 +116,15 @@ struct server {
 	struct server_batches	 waiting;	/* stored, not yet durable */
 	struct server_batches	 spare;
 	struct server_warn	 http_warn;
+	uint64_t		 failed_counted; /* last failed ticket counted */
 
 	/* Between the two threads, under lock. */
 	pthread_mutex_t		 lock;
 	struct server_batches	 to_store;	/* ph-http -> main */
 	struct server_batches	 stored;	/* main -> ph-http */
-	int			 quit;		/* ph-http leaves its loop */
+	pthread_cond_t		 cond;		/* stopping: handed_over */
+	int			 quit;		/* stopping: SERVER_QUIT_* */
+	int			 handed_over;	/* ph-http did SERVER_QUIT_HAND */
 
 	/* Either thread. */
 	_Atomic int		 shutting_down;
@@ -150,6 +155,10 @@ void	server_store_free(struct server *);
  * schedule a retry while another connection holds the lock), then hand
  * them back to ph-http to be answered. */
 void	server_store_run(struct server *);
+
+/* server_free's steps for ph-http (s->quit, set under lock). */
+#define SERVER_QUIT_HAND	1	/* hand the open batch over, then 503 */
+#define SERVER_QUIT_LEAVE	2	/* answer what is durable, then leave */
 
 /* server.c, ph-http (the main thread once ph-http has stopped). */
 /* Hand the open batch, if any, to the main thread. */

@@ -116,8 +116,13 @@ server_store_run(struct server *s)
 		return;
 	t0 = util_mono_ns();
 	rc = server_store_pending(s, &ticket, &rows, &cause);
+	/* The budget runs from the first busy try, not from when ph-http
+	 * opened the batch: a main loop busy for a while (an hourly prune)
+	 * must not turn the next busy lock into an immediate 503. */
+	if (rc != 0 && journal_was_busy(s->journal) && s->busy_since_ms == 0)
+		s->busy_since_ms = util_mono_ms();
 	if (rc != 0 && journal_was_busy(s->journal) && !s->freeing &&
-	    util_mono_ms() - b->first_ms < SERVER_BUSY_GIVE_UP_MS) {
+	    util_mono_ms() - s->busy_since_ms < SERVER_BUSY_GIVE_UP_MS) {
 		/* Another connection (a WAL checkpoint) holds the lock for a
 		 * moment: batches handed over meanwhile join these, and all
 		 * go shortly (or when the checkpointer says it let go). */
@@ -129,6 +134,7 @@ server_store_run(struct server *s)
 		s->busy_wait = 1;
 		return;
 	}
+	s->busy_since_ms = 0;
 	if (rc != 0) {
 		rows = 0;
 		TAILQ_FOREACH(b, &s->pending, entry) {
@@ -146,6 +152,7 @@ server_store_run(struct server *s)
 		metric_observe(&s->m_batch, (uint64_t)rows);
 		TAILQ_FOREACH(b, &s->pending, entry)
 			b->ticket = ticket;
+		s->last_ticket = ticket;
 	}
 	server_hand_back(s);
 }

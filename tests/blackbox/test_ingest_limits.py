@@ -10,6 +10,7 @@ gets every answer out; an open-files limit too small for max_connections lowers
 the cap at start-up, with a warning, instead of running out of descriptors.
 Prints "limits: N passed, N failed"."""
 import os
+import signal
 import socket
 import sys
 import threading
@@ -449,6 +450,54 @@ def t_slow_disk(r):
         s.cleanup()
 
 
+def t_slow_disk_shutdown(r):
+    """SIGTERM while webhooks wait for 1.5 s fsyncs, longer than the drain
+    (2 s) lets the main loop wait: every one is still answered 200 before
+    payhook exits 0 (the answers were written after the listener's thread
+    had stopped, into connections about to be freed: stored, unanswered)."""
+    if not FSYNCFAIL or not os.path.exists(FSYNCFAIL):
+        r.check("slow shutdown: shim built (PAYHOOK_FSYNCFAIL)", False,
+                FSYNCFAIL)
+        return
+    s = Service({"durability": "full"})
+    trigger = os.path.join(s.tmp, "slowdisk")
+    s.env.update({"LD_PRELOAD": preload(FSYNCFAIL),
+                  "PAYHOOK_FSYNCFAIL_TRIGGER": trigger,
+                  "PAYHOOK_FSYNCFAIL_DELAY_MS": "1500"})
+    socks, mids = [], []
+    try:
+        s.start()
+        open(trigger, "w").close()
+        for _ in range(4):
+            mids.append(fresh_id())
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c.sendall(signed_request_bytes(webhook(mids[-1])))
+            socks.append(c)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        s.proc.send_signal(signal.SIGTERM)
+        resps = [read_answer(c, 10) for c in socks]
+        r.check("slow shutdown: every webhook answered 200 accepted",
+                all(x is not None and x[0] == 200 and
+                    x[2] == b'{"status":"accepted"}' for x in resps),
+                repr(resps))
+        rc = s.proc.wait(20)
+        r.check("slow shutdown: exit 0", rc == 0, str(rc))
+        s.proc = None
+        import sqlite3
+        db = sqlite3.connect("file:%s/journal.db?mode=ro" % s.state_dir,
+                             uri=True)
+        stored = {m for (m,) in db.execute(
+            "SELECT message_id FROM webhooks")}
+        db.close()
+        r.check("slow shutdown: all four stored", set(mids) <= stored,
+                repr(set(mids) - stored))
+    finally:
+        for c in socks:
+            c.close()
+        s.cleanup()
+
+
 class LimitedService(Service):
     """A service started under prlimit --nofile=N:N."""
 
@@ -515,6 +564,7 @@ def main():
     r.run(t_max_connections)
     r.run(t_accept_errors)
     r.run(t_slow_disk)
+    r.run(t_slow_disk_shutdown)
     r.run(t_nofile_budget)
     r.done()
 
