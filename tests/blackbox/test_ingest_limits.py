@@ -25,6 +25,9 @@ PATH = "/webhooks/govuk-pay"
 TIMEOUT = 2.0          # request_timeout configured below
 ACCEPTFAIL = os.environ.get("PAYHOOK_ACCEPTFAIL", "")
 FSYNCFAIL = os.environ.get("PAYHOOK_FSYNCFAIL", "")
+# fsyncfail.c's delay mode: every WAL fsync takes 1.5 s while triggered
+SLOW_DISK = {"PAYHOOK_FSYNCFAIL_TRIGGER": None,
+             "PAYHOOK_FSYNCFAIL_DELAY_MS": "1500"}
 _n = [0]
 
 
@@ -340,20 +343,30 @@ def read_answer(sock, limit):
     return resps[0] if resps else None
 
 
+def shim_service(r, name, shim, env, extra=None):
+    """(service, trigger path) with a tests/fault shim preloaded and its
+    trigger file not yet created, or (None, None) after a failed check
+    when the shim was not built."""
+    if not shim or not os.path.exists(shim):
+        r.check("%s: shim built" % name, False, shim)
+        return None, None
+    s = Service(extra)
+    trigger = os.path.join(s.tmp, "trigger")
+    s.env["LD_PRELOAD"] = preload(shim)
+    s.env.update({k: (trigger if v is None else v) for k, v in env.items()})
+    return s, trigger
+
+
 def t_accept_errors(r):
     """accept(2) fails with EMFILE on ph-http (the shim, while its trigger
     exists): each failure is counted and backed off, the service stays up
     (this crashed: the error callback read evhttp's memory as ours), and
     the waiting client is served once accepting works again."""
-    if not ACCEPTFAIL or not os.path.exists(ACCEPTFAIL):
-        r.check("accept errors: shim built (PAYHOOK_ACCEPTFAIL)", False,
-                ACCEPTFAIL)
+    s, trigger = shim_service(r, "accept errors", ACCEPTFAIL, {
+        "PAYHOOK_ACCEPTFAIL_TRIGGER": None,
+        "PAYHOOK_ACCEPTFAIL_THREAD": "ph-http"}, {"request_timeout": "20s"})
+    if s is None:
         return
-    s = Service({"request_timeout": "20s"})
-    trigger = os.path.join(s.tmp, "acceptfail")
-    s.env.update({"LD_PRELOAD": preload(ACCEPTFAIL),
-                  "PAYHOOK_ACCEPTFAIL_TRIGGER": trigger,
-                  "PAYHOOK_ACCEPTFAIL_THREAD": "ph-http"})
     c = None
     try:
         s.start()
@@ -400,14 +413,10 @@ def t_slow_disk(r):
     every such connection at 1 s and count it as a slow client, though the
     rows were stored); after the answer the idle limit applies again, and
     an idle close is not counted as a deadline."""
-    if not FSYNCFAIL or not os.path.exists(FSYNCFAIL):
-        r.check("slow disk: shim built (PAYHOOK_FSYNCFAIL)", False, FSYNCFAIL)
+    s, trigger = shim_service(r, "slow disk", FSYNCFAIL, SLOW_DISK,
+                              {"request_timeout": "1s", "durability": "full"})
+    if s is None:
         return
-    s = Service({"request_timeout": "1s", "durability": "full"})
-    trigger = os.path.join(s.tmp, "slowdisk")
-    s.env.update({"LD_PRELOAD": preload(FSYNCFAIL),
-                  "PAYHOOK_FSYNCFAIL_TRIGGER": trigger,
-                  "PAYHOOK_FSYNCFAIL_DELAY_MS": "1500"})
     socks = []
     try:
         s.start()
@@ -455,15 +464,10 @@ def t_slow_disk_shutdown(r):
     (2 s) lets the main loop wait: every one is still answered 200 before
     payhook exits 0 (the answers were written after the listener's thread
     had stopped, into connections about to be freed: stored, unanswered)."""
-    if not FSYNCFAIL or not os.path.exists(FSYNCFAIL):
-        r.check("slow shutdown: shim built (PAYHOOK_FSYNCFAIL)", False,
-                FSYNCFAIL)
+    s, trigger = shim_service(r, "slow shutdown", FSYNCFAIL, SLOW_DISK,
+                              {"durability": "full"})
+    if s is None:
         return
-    s = Service({"durability": "full"})
-    trigger = os.path.join(s.tmp, "slowdisk")
-    s.env.update({"LD_PRELOAD": preload(FSYNCFAIL),
-                  "PAYHOOK_FSYNCFAIL_TRIGGER": trigger,
-                  "PAYHOOK_FSYNCFAIL_DELAY_MS": "1500"})
     socks, mids = [], []
     try:
         s.start()
