@@ -61,6 +61,7 @@ struct listener {
 	int			 paused;
 	int			 closed;
 	int			 bound;		/* evl handed to evhttp */
+	struct evhttp_bound_socket *sock;	/* evhttp's handle of evl */
 
 	struct metric_counter	 m_accepted;
 	struct metric_counter	 m_timed_out;
@@ -482,7 +483,7 @@ listener_new(struct event_base *base, struct evhttp *http,
 		return NULL;
 	}
 	/* evhttp owns accepting (and the evconnlistener) from here on. */
-	if (evhttp_bind_listener(http, l->evl) == NULL) {
+	if ((l->sock = evhttp_bind_listener(http, l->evl)) == NULL) {
 		*cause = xasprintf("cannot attach %s to evhttp", lc->addr);
 		listener_free(l);
 		return NULL;
@@ -547,7 +548,17 @@ listener_close(struct listener *l)
 	if (l->closed)
 		return;
 	l->closed = 1;
-	evconnlistener_disable(l->evl);
+	/* Close the socket itself: with accepting only disabled, the kernel
+	 * went on completing handshakes into the backlog, and those clients
+	 * hung until the exit reset them; now they are refused at once (a
+	 * load balancer or GOV.UK Pay's retry moves on). */
+	if (l->sock != NULL) {
+		evhttp_del_accept_socket(l->http, l->sock);
+		l->sock = NULL;
+		l->evl = NULL;
+		l->bound = 0;
+	} else
+		evconnlistener_disable(l->evl);
 }
 
 int

@@ -693,6 +693,19 @@ def t_sigterm(r, s):
         proc.send_signal(signal.SIGTERM)
         r.check("SIGTERM logged", wait_for(
             lambda: "event=shutdown" in s.log(), 3), s.log()[-300:])
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", s.port), 1).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+            except OSError:
+                return False
+        # the listening socket is closed, not only no longer accepted
+        # from: a new client is refused at once instead of hanging
+        r.check("during shutdown: a new connection is refused", wait_for(
+            refused, 2))
         b = webhook(late)
         try:
             conn.request("POST", PATH, body=b, headers={
