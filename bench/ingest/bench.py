@@ -660,8 +660,9 @@ def write_results(b, out_path):
       "2xx counted by wrk (wrk does not count replies still in flight "
       "when it stops); group commits = %d, mean batch %.1f webhooks, "
       "mean store time of a batch (BEGIN, INSERTs and events, COMMIT; "
-      "the fdatasync runs on the syncer thread) %.0f µs, so the event "
-      "loop spent %.0f %% of the run's wall time storing batches "
+      "the fdatasync runs on the syncer thread) %.0f µs, so the main "
+      "loop (ph-http reads and answers beside it) spent %.0f %% of the "
+      "run's wall time storing batches "
       "(batches slower than "
       "%s); payhook CPU "
       "(all threads) %.1f µs per webhook; graceful stop exit %s." %
