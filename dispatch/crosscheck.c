@@ -233,12 +233,14 @@ cc_answer_200(struct crosscheck *cc, struct cc_job *job,
 	if (verdict_from_json(job->event_type, job->body, job->body_len,
 	    a->body, a->body_len, &v, &which, reason) == 0) {
 		metric_inc(&cc->m_requests[CCO_200]);
+		cc_auth_ok(cc);
 		cc_set_verdict(job, v.kind == VERDICT_CONFIRMED ? CCV_CONFIRMED :
 		    CCV_MISMATCH, v.mismatches, a);
 		return;
 	}
 	if (which == 'w') {	/* cannot happen for a validated row */
 		metric_inc(&cc->m_requests[CCO_200]);
+		cc_auth_ok(cc);
 		cc_set_verdict(job, CCV_MISMATCH, "[\"resource\"]", a);
 		return;
 	}
@@ -267,7 +269,9 @@ cc_decide(struct crosscheck *cc, struct cc_job *job,
 		cc_transient(cc, job, a, 0, a->error);
 		return;
 	}
-	if (st == 200 || st == 404)
+	/* A 200 proves the key only with a payment in it (cc_answer_200): a
+	 * proxy's page must not end a rejected key's alarm. */
+	if (st == 404)
 		cc_auth_ok(cc);
 	if (st == 200) {
 		cc_answer_200(cc, job, a);

@@ -442,6 +442,10 @@ admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
+	/* First: evhttp_free frees the listening socket before the
+	 * connections, whose close callbacks must not re-enable it. */
+	if (a->listener != NULL)
+		listener_close(a->listener);
 	if (a->http != NULL)
 		evhttp_free(a->http);
 	listener_free(a->listener);

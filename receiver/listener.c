@@ -43,6 +43,9 @@ struct listener_conn {
 	struct bufferevent	*bev;		/* the one evhttp holds */
 	struct event		*deadline;
 	struct event		*init;
+	struct evbuffer_cb_entry *input_cb;
+	int			 got;		/* bytes since the deadline
+						   started: a request begun */
 };
 
 struct listener {
@@ -71,6 +74,11 @@ struct listener {
 	void			(*status_fn)(void *, int);
 	void			*status_arg;
 };
+
+/* Every listener, for listener_of() below (its comment says why). */
+#define LISTENER_MAX	8
+static pthread_mutex_t	 listener_all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct listener	*listener_all[LISTENER_MAX];
 
 static size_t
 listener_slot(const struct listener *l, const void *bev)
@@ -144,8 +152,7 @@ listener_deadline_cb(evutil_socket_t unused, short what, void *arg)
 	evutil_socket_t fd;
 	int partial;
 
-	partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
-	if (partial)
+	if ((partial = c->got) != 0)
 		metric_inc(&c->l->m_timed_out);
 	/* evhttp sees EOF/error and frees the connection the normal way. */
 	if ((fd = bufferevent_getfd(c->bev)) >= 0) {
@@ -163,14 +170,27 @@ listener_close_cb(struct evhttp_connection *evcon, void *arg)
 	struct listener *l = c->l;
 
 	listener_table_del(l, c);
+	evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
 	event_free(c->deadline);
 	event_free(c->init);
 	free(c);
 	l->active--;
-	if (l->paused && !l->closed && l->active < l->max) {
+	if (l->paused && !l->closed && l->evl != NULL && l->active < l->max) {
 		l->paused = 0;
 		evconnlistener_enable(l->evl);
 	}
+}
+
+/* Bytes arrived on a connection (evhttp takes each whole line out of the
+ * buffer at once, so its length cannot tell a request begun). */
+static void
+listener_input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct listener_conn *c = arg;
+
+	if (info->n_added > 0)
+		c->got = 1;
 }
 
 /*
@@ -273,6 +293,9 @@ listener_bev_cb(struct event_base *base, void *arg)
 	c = xcalloc(1, sizeof *c);
 	c->l = l;
 	c->bev = bev;
+	if ((c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev),
+	    listener_input_cb, c)) == NULL)
+		abort();
 	if ((c->deadline = evtimer_new(base, listener_deadline_cb, c)) ==
 	    NULL || (c->init = event_new(base, -1, 0, listener_init_cb, c)) ==
 	    NULL)
@@ -307,9 +330,6 @@ listener_backoff_cb(evutil_socket_t fd, short what, void *arg)
  * the first accept(2) error, EMFILE say). Listeners are added and removed
  * at start-up and shutdown; the lock covers lookups from any loop's thread.
  */
-#define LISTENER_MAX	8
-static pthread_mutex_t	 listener_all_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct listener	*listener_all[LISTENER_MAX];
 
 static void
 listener_register(struct listener *l, int add)
@@ -527,8 +547,10 @@ listener_answered_cb(struct evhttp_request *req, void *arg)
 {
 	struct listener_conn *c = listener_conn_of(arg, req);
 
-	if (c != NULL)
+	if (c != NULL) {
+		c->got = 0;
 		evtimer_add(c->deadline, &c->l->timeout);
+	}
 }
 
 void
@@ -553,9 +575,11 @@ listener_close(struct listener *l)
 	 * hung until the exit reset them; now they are refused at once (a
 	 * load balancer or GOV.UK Pay's retry moves on). */
 	if (l->sock != NULL) {
+		pthread_mutex_lock(&listener_all_lock);	/* listener_of reads */
+		l->evl = NULL;
+		pthread_mutex_unlock(&listener_all_lock);
 		evhttp_del_accept_socket(l->http, l->sock);
 		l->sock = NULL;
-		l->evl = NULL;
 		l->bound = 0;
 	} else
 		evconnlistener_disable(l->evl);

@@ -89,6 +89,9 @@ server_reply(struct server *s, struct evhttp_request *req, int code,
 		evbuffer_add_reference(s->reply, json, strlen(json), NULL,
 		    NULL);
 	evhttp_send_reply(req, code, reason, s->reply);
+	/* evhttp moves the body out, except for a request it detached (the
+	 * client left) and frees at once: never let it join the next one. */
+	evbuffer_drain(s->reply, evbuffer_get_length(s->reply));
 }
 
 static void
@@ -449,6 +452,8 @@ server_release(struct server *s)
 	uint64_t synced, failed;
 	int fresh[2] = { 0, 0 };
 
+	if (s->journal == NULL)
+		return;		/* never attached: nothing was stored */
 	synced = journal_synced(s->journal, &failed);
 	while ((b = TAILQ_FIRST(&s->waiting)) != NULL) {
 		if (!b->failed && b->ticket > synced && b->ticket > failed)

@@ -59,7 +59,7 @@ void	server_set_store_hooks(struct server *,
 	    const struct server_store_hooks *hooks);
 /* The bound address as "host:port" (port resolved when 0 was asked). */
 const char *server_address(const struct server *);
-/* 1 unless the last journal commit failed. */
+/* 1 unless the last batch answered could not be stored or synced. */
 int	server_journal_ok(const struct server *);
 /* Stop accepting; further requests get 503. Returns open connections. */
 int	server_shutdown(struct server *);

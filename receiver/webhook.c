@@ -1,7 +1,7 @@
 /*
  * webhook.c: validate a GOV.UK Pay webhook body against what the sender
  * (alphagov/pay-webhooks) emits and copy out the fields later stages need.
- * Main thread (one parser per thread). Must never allocate per call and
+ * Any thread, one parser per thread (ph-http's, payhook journal's). Must never allocate per call and
  * never put body content (values or unknown keys) into a reason.
  */
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /*
  * webhook.h: parse and validate a GOV.UK Pay webhook body exactly as the
  * sender emits it (schemas/govuk_pay_webhook.json states the same rules).
- * Main thread (one parser per thread). Never allocates per call: the parser
+ * Any thread, one parser per thread (ph-http's, payhook journal's). Never allocates per call: the parser
  * owns a reusable token buffer. Reasons never quote body content.
  */
 #ifndef PAYHOOK_WEBHOOK_H

@@ -167,6 +167,44 @@ def t_slowloris(r, s):
     r.check("slowloris ran within bounds", time.monotonic() - t0 < 12)
 
 
+def t_slow_lines_keepalive(r, s):
+    """After one answer on a kept-alive connection, the next request comes
+    a whole header line every 0.4 s (evhttp takes each line out of its
+    buffer as it comes, and its own timer restarts at every read): payhook's
+    deadline, restarted by the answer, still cuts it off request_timeout
+    later, and counts it as a slow client."""
+    before = metric(s.metrics(), "payhook_http_connection_deadlines_total")
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        sock.sendall(signed_request_bytes(webhook(fresh_id())))
+        first = read_answer(sock, 5)
+        t0 = time.monotonic()
+        lines = [("POST %s HTTP/1.1\r\n" % PATH).encode(),
+                 b"Host: 127.0.0.1\r\n"] + [
+                     ("X-Slow-%d: x\r\n" % i).encode() for i in range(30)]
+        cut = None
+        for ln in lines:
+            try:
+                sock.sendall(ln)
+            except OSError:
+                cut = time.monotonic() - t0
+                break
+            closed = wait_closed(sock, 0.4)
+            if closed is not None:
+                cut = time.monotonic() - t0
+                break
+        r.check("slow lines after an answer: first answered 200",
+                first is not None and first[0] == 200, repr(first))
+        r.check("slow lines after an answer: cut off request_timeout after "
+                "the answer (%s s)" % cut, cut is not None and
+                TIMEOUT - 0.3 <= cut <= TIMEOUT + 1.5)
+    finally:
+        sock.close()
+    after = metric(s.metrics(), "payhook_http_connection_deadlines_total")
+    r.check("slow lines after an answer: counted as a slow client (+%d)" %
+            (after - before), after - before == 1)
+
+
 def t_idle_keepalive(r, s):
     before = s.metrics()
     b = webhook(fresh_id())
@@ -562,6 +600,7 @@ def main():
         s.start()
         r.run(t_slowloris, s)
         r.run(t_idle_keepalive, s)
+        r.run(t_slow_lines_keepalive, s)
         r.check("service alive", s.alive())
     finally:
         s.cleanup()

@@ -373,6 +373,22 @@ Test(crosscheck, rate_limited_429_pauses_all_requests_for_retry_after)
 	ts_free(s);
 }
 
+/* A crosscheck over n rows whose API rejects the key it was given, once
+ * the first answer (401) is in. */
+static struct crosscheck *
+start_with_a_rejected_key(struct ts_server *s, int n)
+{
+	struct crosscheck *cc;
+
+	use_server(s);
+	s->want_auth = "Bearer api_test_the_right_one";
+	put_rows(1, n, 5000);
+	cc = start();
+	ts_run_until(base, &s->requests, 1, 3000);
+	ts_run_until(base, NULL, 0, 300);
+	return cc;
+}
+
 Test(crosscheck, rejected_key_waits_and_resumes_once_the_file_is_fixed)
 {
 	struct ts_server *s = ts_start(base, NULL, NULL);
@@ -381,12 +397,7 @@ Test(crosscheck, rejected_key_waits_and_resumes_once_the_file_is_fixed)
 	char *text;
 	size_t len;
 
-	use_server(s);
-	s->want_auth = "Bearer api_test_the_right_one";
-	put_rows(1, 3, 5000);
-	cc = start();
-	ts_run_until(base, &s->requests, 1, 3000);
-	ts_run_until(base, NULL, 0, 300);
+	cc = start_with_a_rejected_key(s, 3);
 	cr_expect_eq(crosscheck_ready(cc, &why), 0);
 	cr_expect_str_eq(why, "api key rejected");
 	text = metrics_render(&len);
@@ -401,6 +412,31 @@ Test(crosscheck, rejected_key_waits_and_resumes_once_the_file_is_fixed)
 	run_until_checked(15000);
 	cr_expect_eq(count_state(JOURNAL_CHECKED), 3);
 	cr_expect_eq(crosscheck_ready(cc, &why), 1);
+	crosscheck_free(cc);
+	ts_free(s);
+}
+
+/* While the key is rejected, a probe answered 200 with something that is
+ * no payment (a proxy's page) does not end the alarm: only a payment or a
+ * 404 from the API proves the key. */
+Test(crosscheck, a_200_that_is_no_payment_does_not_clear_a_rejected_key)
+{
+	struct ts_server *s = ts_start(base, NULL, NULL);
+	struct crosscheck *cc;
+	const char *why = NULL;
+	int seen;
+
+	cc = start_with_a_rejected_key(s, 1);
+	cr_assert_eq(crosscheck_ready(cc, &why), 0);
+	s->want_auth = NULL;
+	s->mode = TS_BODY;
+	s->body = "<html><body>Service Unavailable</body></html>";
+	seen = s->requests;
+	ts_run_until(base, &s->requests, seen + 1, 5000);
+	ts_run_until(base, NULL, 0, 300);
+	cr_expect_gt(s->requests, seen, "no probe was made");
+	cr_expect_eq(crosscheck_ready(cc, &why), 0, "a proxy's 200 ended the "
+	    "rejected-key alarm");
 	crosscheck_free(cc);
 	ts_free(s);
 }
