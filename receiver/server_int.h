@@ -144,6 +144,11 @@ struct server {
 	struct metric_histogram	 m_reply;
 };
 
+/* server_metrics.c: count a status written on the public listener (its
+ * listener's status_fn); register every metric (main thread, start-up). */
+void	server_count_status(void *arg, int code);
+void	server_register_metrics(struct server *);
+
 /* 1 when a warning may be logged now (else it is counted). */
 int	server_may_warn(struct server_warn *);
 
