@@ -386,21 +386,11 @@ serve_start(struct serve *sv)
 	char *cause = NULL;
 	struct timeval tv = { 60, 0 };
 
-	struct event_config *ec;
-
-	if (evthread_use_pthreads() != 0 || (ec = event_config_new()) == NULL)
-		fatalx(1, "cannot create the event loop");
-	/*
-	 * The main loop: the journal's writes (the webhooks' group commit,
+	/* The main loop: the journal's writes (the webhooks' group commit,
 	 * cross-check verdicts, events), the admin listener and the API
-	 * client; the public listener has its own (server.c). The changelist
-	 * saves the admin evhttp's epoll_ctl calls as it does ph-http's; no
-	 * descriptor here is ever dup()ed, the flag's one caveat.
-	 */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	sv->base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	if (sv->base == NULL)
+	 * client; the public listener has its own (server.c). */
+	if (evthread_use_pthreads() != 0 ||
+	    (sv->base = listener_loop_new(1)) == NULL)
 		fatalx(1, "cannot create the event loop");
 	serve_fd_budget(sv->cfg);
 	/* Bind first: a port in use is reported before anything else. */

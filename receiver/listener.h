@@ -28,6 +28,9 @@ struct listener_config {
 	void		*status_arg;
 };
 
+/* An event_base for a loop that runs an evhttp server, with npriorities
+ * priorities (1: none); NULL if libevent cannot make one. */
+struct event_base *listener_loop_new(int npriorities);
 /* Bind addr and feed accepted connections to http. */
 struct listener *listener_new(struct event_base *, struct evhttp *,
 	    const struct listener_config *, char **cause);

@@ -63,7 +63,6 @@ struct server_pending {
 struct server_batch {
 	struct server_pending	*p;
 	size_t			 n, cap;
-	int64_t			 first_ms;	/* opened (monotonic) */
 	uint64_t		 ticket;	/* journal sync ticket */
 	int			 failed;	/* not stored: answer 503 */
 	TAILQ_ENTRY(server_batch) entry;

@@ -10,7 +10,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <dlfcn.h>
@@ -19,22 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 static int
 acceptfail_now(void)
 {
-	const char *trigger = getenv("PAYHOOK_ACCEPTFAIL_TRIGGER");
-	const char *thread = getenv("PAYHOOK_ACCEPTFAIL_THREAD");
-	char name[17];
-
-	if (trigger == NULL || access(trigger, F_OK) != 0)
-		return 0;
-	if (thread != NULL && *thread != '\0') {
-		memset(name, 0, sizeof name);
-		if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0 ||
-		    strcmp(name, thread) != 0)
-			return 0;
-	}
-	return 1;
+	return fault_on("PAYHOOK_ACCEPTFAIL_TRIGGER",
+	    "PAYHOOK_ACCEPTFAIL_THREAD");
 }
 
 int

@@ -16,7 +16,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <sys/prctl.h>
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -26,24 +25,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
+
 static int
 fsyncfail_now(int fd)
 {
-	const char *trigger = getenv("PAYHOOK_FSYNCFAIL_TRIGGER");
 	const char *suffix = getenv("PAYHOOK_FSYNCFAIL_SUFFIX");
-	const char *thread = getenv("PAYHOOK_FSYNCFAIL_THREAD");
-	char link[64], path[4096], name[17];
+	char link[64], path[4096];
 	size_t len;
 	ssize_t n;
 
-	if (trigger == NULL || access(trigger, F_OK) != 0)
+	if (!fault_on("PAYHOOK_FSYNCFAIL_TRIGGER", "PAYHOOK_FSYNCFAIL_THREAD"))
 		return 0;
-	if (thread != NULL && *thread != '\0') {
-		memset(name, 0, sizeof name);
-		if (prctl(PR_GET_NAME, name, 0, 0, 0) != 0 ||
-		    strcmp(name, thread) != 0)
-			return 0;
-	}
 	if (suffix == NULL || *suffix == '\0')
 		suffix = "-wal";
 	len = strlen(suffix);
