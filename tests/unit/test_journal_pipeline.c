@@ -858,9 +858,17 @@ Test(journal_pipeline, wal_stays_bounded_under_a_steady_stream_of_commits)
 	 */
 	cr_expect_gt(wal_header_seq(dir), before, "the WAL never started over "
 	    "(%d restarts)", journal_wal_restarts(j));
-	/* ~4 MB of rows went through; the WAL stays near its 1 MB limit. */
-	cr_expect_lt(biggest, 3 * 1024 * 1024, "WAL grew to %lld bytes",
-	    (long long)biggest);
+	/*
+	 * ~4 MB of rows went through: never started over, the WAL reaches
+	 * 42.5 MB (measured with wal_restart_bytes at 256 MB). Started over
+	 * every 1 MB it stays under 3 MB on an idle machine; with two CPU
+	 * hogs beside it the checkpointer falls behind for a while and it
+	 * reached 4.6-6.8 MB (a CI run's other tests did the same: 3.9-6.0
+	 * MB). The bound is between the two, well clear of both.
+	 */
+	cr_expect_lt(biggest, 12 * 1024 * 1024, "WAL grew to %lld bytes "
+	    "(%llu restarts)", (long long)biggest,
+	    (unsigned long long)journal_wal_restarts(j));
 	journal_free(j);
 }
 
